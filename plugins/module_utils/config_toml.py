@@ -280,7 +280,7 @@ def parse(text):
 # --------------------------------------------------------------------------------------------
 
 _INDENT = '  '
-_BARE_KEY_RE = re.compile(r'^[A-Za-z0-9_-]+$')
+_BARE_KEY_RE = re.compile(r'\A[A-Za-z0-9_-]+\Z')  # not $: it would accept a trailing newline
 # BurntSushi's dblQuotedReplacer: quote, backslash, short escapes for \b \t \n \f \r, \u00XX for
 # the other C0 controls and DEL. Everything else (all of Unicode) is written as is.
 _ESCAPES = {chr(c): '\\u%04x' % c for c in list(range(0x20)) + [0x7f]}
