@@ -1419,7 +1419,8 @@ class FakeGitLab:
                     for digest, pat in state.pats.items() if pat["user_id"] == user["id"]
                 ]
                 users.append(entry)
-            return {
+            # scrub() also hides a secret a client stored in a free-text field (e.g. a description).
+            return self.scrub({
                 "settings": dict(state.settings),
                 "users": users,
                 "groups": [dict(g, members={str(k): v for k, v in g["members"].items()}, full_path=state.group_full_path(g["id"]))
@@ -1428,7 +1429,7 @@ class FakeGitLab:
                              for p in state.projects.values()],
                 "registration_tokens": [dict(v, token_sha256=k) for k, v in state.registration_tokens.items()],
                 "runners": runners,
-            }
+            })
 
     def add_fault(self, spec):
         kinds = ("status", "backoff", "delay", "drop", "reset", "non_json")
