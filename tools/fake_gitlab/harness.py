@@ -43,7 +43,7 @@ class FakeGitLab:
     def __init__(self, tls_cert=None, tls_key=None, python=None, seed=None, quiet=True, start_timeout=15.0):
         self.tls_cert = tls_cert
         self.tls_key = tls_key
-        self.python = python or sys.executable
+        self.python = python or os.environ.get("FAKE_GITLAB_PYTHON") or sys.executable
         self.initial_seed = seed
         self.quiet = quiet
         self.start_timeout = start_timeout

@@ -596,7 +596,7 @@ class State:
             "name": attrs.get("name"),
             "tag_list": list(attrs.get("tag_list") or []),
             "run_untagged": True if attrs.get("run_untagged") is None else attrs["run_untagged"],
-            "locked": bool(attrs.get("locked") or False),
+            "locked": bool(attrs.get("locked")),
             "access_level": attrs.get("access_level") or "not_protected",
             "maximum_timeout": attrs.get("maximum_timeout"),
             "maintenance_note": attrs.get("maintenance_note"),
@@ -1069,12 +1069,12 @@ class FakeGitLab:
         if reg is None:
             raise forbidden("invalid token supplied")
         allowed = bool(state.settings.get("allow_runner_registration_token", True))
-        root = None
-        if reg["kind"] == "group":
-            root = state.root_group(reg["id"])
-        elif reg["kind"] == "project" and state.projects[reg["id"]]["namespace_id"] is not None:
-            root = state.root_group(state.projects[reg["id"]]["namespace_id"])
-        if root is not None and not root["allow_runner_registration_token"]:
+        # A top-level group may forbid registration tokens for its whole hierarchy.
+        namespace_id = reg["id"] if reg["kind"] == "group" else None
+        if reg["kind"] == "project":
+            namespace_id = state.projects[reg["id"]]["namespace_id"]
+        root = state.root_group(namespace_id) if namespace_id is not None else {}
+        if not root.get("allow_runner_registration_token", True):
             allowed = False
         if not allowed:
             raise message_error(410, "410 Gone - runner registration disallowed")
@@ -1515,7 +1515,7 @@ class Server(ThreadingHTTPServer):
             self.socket = tls_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
     def process_request(self, request, client_address):
-        self.slots.acquire()
+        self.slots.acquire()  # pylint: disable=consider-using-with
         try:
             super().process_request(request, client_address)
         except Exception:
@@ -1590,7 +1590,7 @@ class Handler(BaseHTTPRequestHandler):
             try:
                 data = json.loads(text)
             except ValueError:
-                raise ApiError(400, {"message": "400 Bad request - invalid JSON body"})
+                raise ApiError(400, {"message": "400 Bad request - invalid JSON body"}) from None
             if not isinstance(data, dict):
                 raise ApiError(400, {"message": "400 Bad request - JSON body must be an object"})
             return data
@@ -1682,8 +1682,9 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # pylint: disable=broad-except
             sys.stderr.write("fake-gitlab: internal error on %s %s: %s\n" % (method, path, type(exc).__name__))
             status, body, headers = 500, {"message": "500 Internal Server Error"}, {}
-        if req is not None and req.credential:
-            entry["credential"] = {"kind": req.credential[0], "sha256": req.credential[1]}
+        credential = req.credential if req is not None else None
+        if credential:
+            entry["credential"] = {"kind": credential[0], "sha256": credential[1]}
         if req is None and self.headers.get("PRIVATE-TOKEN"):
             entry["credential"] = {"kind": "private_token", "sha256": sha256(self.headers["PRIVATE-TOKEN"])}
         entry["status"] = status

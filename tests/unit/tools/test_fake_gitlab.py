@@ -73,8 +73,8 @@ def conn(gl):
 def test_register_with_each_registration_token_kind(world, gl, kind, runner_type):
     target = {"instance": None, "group": world["group"], "project": world["project"]}[kind]
     reg = gl.registration_token(kind, target)
-    status, _h, body = gl.api("POST", "/runners", body={"token": reg, "description": "build-01", "tag_list": "docker, linux",
-                                                         "run_untagged": False, "info": {"name": "host-a"}})
+    request = {"token": reg, "description": "build-01", "tag_list": "docker, linux", "run_untagged": False, "info": {"name": "host-a"}}
+    status, _h, body = gl.api("POST", "/runners", body=request)
     assert status == 201
     assert set(body) == {"id", "token", "token_expires_at"}
     assert body["token"].startswith("glrtr-")
@@ -92,9 +92,9 @@ def test_register_with_each_registration_token_kind(world, gl, kind, runner_type
 
 def test_register_accepts_form_bodies_and_tag_arrays(gl):
     reg = gl.registration_token()
-    status, _h, body = gl.api("POST", "/runners", body={"token": reg, "tag_list[]": ["a", "b"], "paused": "true",
-                                                         "maximum_timeout": "3600", "access_level": "ref_protected",
-                                                         "locked": "1"}, form=True)
+    request = {"token": reg, "tag_list[]": ["a", "b"], "paused": "true", "maximum_timeout": "3600", "access_level": "ref_protected",
+               "locked": "1"}
+    status, _h, body = gl.api("POST", "/runners", body=request, form=True)
     assert status == 201, body
     runner = gl.runner_by_id(body["id"])
     assert runner["tag_list"] == ["a", "b"]
@@ -228,8 +228,8 @@ def test_create_runner_model_validation(world, gl):
         ({"maximum_timeout": 10}, "Maximum timeout needs to be at least 10 minutes"),
         ({"description": "d" * 1025}, "Description is too long (maximum is 1024 characters)"),
         ({"maintenance_note": "n" * 1025}, "Maintenance note is too long (maximum is 1024 characters)"),
-        ({"description": "d" * 1025, "maximum_timeout": 10}, "Description is too long (maximum is 1024 characters) and "
-                                                            "Maximum timeout needs to be at least 10 minutes"),
+        ({"description": "d" * 1025, "maximum_timeout": 10},
+         "Description is too long (maximum is 1024 characters) and Maximum timeout needs to be at least 10 minutes"),
     ]
     for extra, message in cases:
         status, _h, body = gl.api("POST", "/user/runners", world["owner"], dict(base, **extra))
@@ -246,8 +246,8 @@ def test_create_runner_model_validation(world, gl):
 def test_verify_heartbeats_and_creates_managers(world, gl):
     created = create(gl, world["owner"], "group_type", group_id=world["group"])
     token = created["token"]
-    status, _h, body = gl.api("POST", "/runners/verify", body={"token": token, "system_id": "s_0123456789ab",
-                                                                "info": {"version": "17.5.0", "platform": "linux"}})
+    request = {"token": token, "system_id": "s_0123456789ab", "info": {"version": "17.5.0", "platform": "linux"}}
+    status, _h, body = gl.api("POST", "/runners/verify", body=request)
     assert (status, body) == (200, {"id": created["id"], "token": token, "token_expires_at": None})
     status, _h, _b = gl.api("POST", "/runners/verify", body={"token": token})
     assert status == 200
@@ -350,9 +350,9 @@ def test_get_runner_details_and_permissions(world, gl):
 def test_update_runner(world, gl):
     grp = create(gl, world["owner"], "group_type", group_id=world["group"])
     path = "/runners/%d" % grp["id"]
-    status, _h, body = gl.api("PUT", path, world["owner"], {"description": "new", "tag_list": "x,y", "paused": True,
-                                                             "maximum_timeout": 7200, "access_level": "ref_protected",
-                                                             "locked": True, "run_untagged": False, "maintenance_note": "m"})
+    update = {"description": "new", "tag_list": "x,y", "paused": True, "maximum_timeout": 7200, "access_level": "ref_protected",
+              "locked": True, "run_untagged": False, "maintenance_note": "m"}
+    status, _h, body = gl.api("PUT", path, world["owner"], update)
     assert status == 200
     assert (body["description"], body["tag_list"], body["paused"], body["active"]) == ("new", ["x", "y"], True, False)
     assert (body["maximum_timeout"], body["access_level"], body["locked"], body["run_untagged"]) == (7200, "ref_protected", True, False)
@@ -591,7 +591,7 @@ def test_fault_delay(world, gl):
     assert time.time() - started >= 0.3
 
 
-def test_fault_drop_connection(world, gl):
+def test_fault_drop_connection(gl):
     gl.add_fault(r"^/api/v4/runners/verify$", kind="drop", times=1)
     connection = conn(gl)
     connection.request("POST", "/api/v4/runners/verify", body=json.dumps({"token": "x"}), headers={"Content-Type": "application/json"})
@@ -696,7 +696,7 @@ def test_unknown_routes_bad_bodies_and_keep_alive(world, gl):
         gl.control("GET", "/no-such-control")
 
 
-def test_seed_file_and_runner_seed(tmp_path):
+def test_seed_file_and_runner_seed():
     token = harness.new_pat()
     runner_token = "glrt-" + secrets.token_urlsafe(20)
     seed = {"settings": {"allow_runner_registration_token": False},
