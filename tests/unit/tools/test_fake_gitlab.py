@@ -649,6 +649,12 @@ def test_state_and_request_log_never_contain_raw_tokens(world, gl):
     rotated = gl.api("POST", "/runners/reset_authentication_token", body={"token": mine["token"]})[2]
     secrets_seen.add(rotated["token"])
     gl.api("PUT", "/runners/%d" % mine["id"], world["owner"], {"description": rotated["token"]})  # a careless client
+    # an un-prefixed legacy token is recognised by its hash, not by its shape
+    legacy = secrets.token_hex(16)
+    secrets_seen.add(legacy)
+    legacy_id = gl.seed(runners=[{"runner_type": "instance_type", "token": legacy}])["runners"][0]
+    gl.api("PUT", "/runners/%d" % legacy_id, world["admin"], {"description": legacy, "maintenance_note": "x"})
+    gl.api("POST", "/runners/verify", body={"token": legacy, "system_id": legacy})
     dump = json.dumps(gl.state()) + json.dumps(gl.requests()) + json.dumps(gl.faults()) + gl.server_log()
     for secret in secrets_seen:
         assert secret not in dump
@@ -661,7 +667,7 @@ def test_state_and_request_log_never_contain_raw_tokens(world, gl):
     assert set(log[0]) >= {"time", "method", "path", "query", "status", "credential", "fault"}
     by_query = [e for e in log if e["credential"] and e["credential"]["kind"] == "private_token_param"][0]
     assert by_query["query"] == {"private_token": "[FILTERED]"} and by_query["status"] == 200
-    assert gl.count_requests("POST", r"/verify$") == 2
+    assert gl.count_requests("POST", r"/verify$") == 3
     assert gl.count_requests(path_regex=r"^/api/v4/runners$") == 3
     assert gl.runner_by_id(mine["id"])["token_sha256"] == sha(rotated["token"])
 
