@@ -333,6 +333,7 @@ class State:
             self.request_seq = 0
             self.fault_seq = 0
             self.manager_seq = 0
+            self.runner_seq = 0
 
     # -- ids ---------------------------------------------------------------
     @staticmethod
@@ -586,7 +587,9 @@ class State:
     # -- runners -----------------------------------------------------------
     def new_runner(self, runner_type, group_id, project_ids, attrs, registration_type, creator_id):
         now = time.time()
-        rid = self.next_id(self.runners)
+        # GitLab never hands out a deleted runner's id again (database sequence).
+        self.runner_seq = max(self.runner_seq, max(self.runners.keys(), default=0)) + 1
+        rid = self.runner_seq
         runner = {
             "id": rid,
             "runner_type": runner_type,

@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import threading
 import time
 from email.utils import formatdate
 
@@ -737,3 +738,20 @@ def test_tls(tmp_path):
         plain.close()
         # the server survives a client that failed the handshake
         assert fake.api("GET", "/runners/all", admin)[0] == 200
+
+
+def test_requests_are_served_concurrently(world, gl):
+    gl.add_fault(r"^/api/v4/runners$", method="GET", kind="delay", delay=0.5)
+    results = []
+
+    def call():
+        results.append(gl.api("GET", "/runners", world["owner"])[0])
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    started = time.time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [200] * 8
+    assert time.time() - started < 2.0  # eight 0.5 s answers overlapped
