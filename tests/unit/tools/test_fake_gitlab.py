@@ -140,6 +140,12 @@ def test_register_disallowed_gives_410(world, gl):
     assert status == 403
     gl.settings(allow_runner_registration_token=True)
     assert gl.api("POST", "/runners", body={"token": group_reg})[0] == 201
+    # registrars restricted to projects: group tokens become invalid, group owners may not create group runners
+    gl.settings(valid_runner_registrars=["project"])
+    assert gl.api("POST", "/runners", body={"token": group_reg})[:3:2] == (403, {"message": "403 Forbidden - invalid token supplied"})
+    assert gl.api("POST", "/user/runners", world["owner"], {"runner_type": "group_type", "group_id": world["group"]})[0] == 403
+    assert gl.api("POST", "/user/runners", world["admin"], {"runner_type": "group_type", "group_id": world["group"]})[0] == 201
+    assert gl.api("POST", "/runners", body={"token": reg})[0] == 201
 
 
 def test_register_disallowed_by_top_level_group_setting(gl):
