@@ -24,7 +24,7 @@ description:
   - "Requirements on the managed host: Python 3.9 or newer and nothing else: no pip package, no gitlab-runner binary.
     On Python 3.9 and 3.10 a copy of the C(tomli) parser shipped in the collection replaces the standard C(tomllib)."
 author:
-  - dood.gitlab_runner contributors
+  - dood.gitlab_runner maintainers (@dood)
 extends_documentation_fragment:
   - dood.gitlab_runner.gitlab
 attributes:
@@ -439,6 +439,8 @@ EXTRA_KEYS = frozenset((
     'use_slot_cgroups', 'slot_cgroup_template', 'instance', 'ssh', 'parallels', 'virtualbox', 'machine', 'kubernetes',
     'custom', 'autoscaler', 'step_runner_image',
 ))
+EXECUTORS = ['shell', 'custom', 'instance', 'docker', 'docker-windows', 'docker-autoscaler', 'docker+machine', 'kubernetes', 'ssh',
+             'parallels', 'virtualbox']
 SYSTEM_ID_RE = re.compile(r'^[sr]_[0-9a-zA-Z]{12}$')
 
 
@@ -1108,8 +1110,7 @@ def runner_spec():
         access_level=dict(type='str', choices=['not_protected', 'ref_protected']),
         maximum_timeout=dict(type='int'),
         maintenance_note=text,
-        executor=dict(type='str', default='docker', choices=['shell', 'custom', 'instance', 'docker', 'docker-windows', 'docker-autoscaler',
-                                                           'docker+machine', 'kubernetes', 'ssh', 'parallels', 'virtualbox']),
+        executor=dict(type='str', default='docker', choices=EXECUTORS),
         limit=dict(type='int'),
         request_concurrency=dict(type='int'),
         output_limit=dict(type='int'),

@@ -588,7 +588,7 @@ class State:
     def new_runner(self, runner_type, group_id, project_ids, attrs, registration_type, creator_id):
         now = time.time()
         # GitLab never hands out a deleted runner's id again (database sequence).
-        self.runner_seq = max(self.runner_seq, max(self.runners.keys(), default=0)) + 1
+        self.runner_seq = max([self.runner_seq, *self.runners.keys()]) + 1
         rid = self.runner_seq
         runner = {
             "id": rid,

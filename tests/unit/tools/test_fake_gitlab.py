@@ -474,7 +474,7 @@ def test_status_offline_and_stale(world, gl):
 
 
 def test_pagination_headers(world, gl):
-    gl.seed(runners=[{"runner_type": "group_type", "group_id": world["group"]} for _ in range(45)])
+    gl.seed(runners=[{"runner_type": "group_type", "group_id": world["group"]} for _i in range(45)])
     status, headers, body = gl.api("GET", "/groups/%d/runners?per_page=20&page=2&type=group_type" % world["group"], world["owner"])
     assert status == 200 and len(body) == 20
     assert (headers["x-page"], headers["x-per-page"], headers["x-next-page"], headers["x-prev-page"]) == ("2", "20", "3", "1")
@@ -573,7 +573,7 @@ def test_fault_status_with_body_times_and_order(world, gl):
 def test_fault_backoff(gl):
     reg = gl.registration_token()
     gl.add_fault(r"^/api/v4/runners", kind="backoff", times=2)
-    for _ in range(2):
+    for _i in range(2):
         status, headers, body = gl.api("POST", "/runners", body={"token": reg})
         assert (status, body) == (429, {"message": "Executing database migrations. Please retry later."})
         assert headers["Retry-After"] == "60"
@@ -753,7 +753,7 @@ def test_requests_are_served_concurrently(world, gl):
     def call():
         results.append(gl.api("GET", "/runners", world["owner"])[0])
 
-    threads = [threading.Thread(target=call) for _ in range(8)]
+    threads = [threading.Thread(target=call) for _i in range(8)]
     started = time.time()
     for thread in threads:
         thread.start()
