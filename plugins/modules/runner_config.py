@@ -580,6 +580,16 @@ class RunnerConfigManager:
             self.validate_server_settings(runner)
             self.validate_local_settings(runner)
         self.secret(self.params.get('sentry_dsn'))
+        for params in self.params['runners']:
+            self.secret_values(params.get('cache'))
+
+    def secret_values(self, value, key=None):
+        """Cache credentials are secrets though their options cannot be no_log: hide them from every output."""
+        if isinstance(value, dict):
+            for sub_key, sub_value in value.items():
+                self.secret_values(sub_value, sub_key)
+        elif key in config_toml.SECRET_KEYS and isinstance(value, str):
+            self.secret(value)
 
     def validate_url(self, runner):
         if not runner.url:

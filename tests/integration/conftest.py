@@ -106,6 +106,7 @@ class Host:
         if system_id:
             # Distinct machines have distinct system ids; hosts simulated on one machine get their own here.
             (self.dir / '.runner_system_id').write_text(system_id)
+            (self.dir / '.runner_system_id').chmod(0o600)
 
     def playbook(self, params):
         # JSON is YAML: the module's arguments go into the generated playbook as they are, so the test
