@@ -1,0 +1,50 @@
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Role dood.gitlab_runner.docker: the engine, its config and the prune timer."""
+from __future__ import annotations
+
+import json
+
+
+def test_docker_service_active_and_enabled(host):
+    service = host.service("docker")
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_daemon_json_rendered_whole(host, settings):
+    daemon_json = host.file("/etc/docker/daemon.json")
+    assert daemon_json.user == "root"
+    assert daemon_json.mode == 0o644
+    expected = dict(settings["docker_daemon_config"])
+    for key, value in settings["docker_daemon_config_extra"].items():
+        if isinstance(value, dict) and isinstance(expected.get(key), dict):
+            expected[key] = {**expected[key], **value}
+        else:
+            expected[key] = value
+    assert json.loads(daemon_json.content_string) == expected
+
+
+def test_daemon_applies_log_rotation(host, settings):
+    info = json.loads(host.check_output("docker info --format '{{json .}}'"))
+    assert info["LoggingDriver"] == settings["docker_daemon_config"]["log-driver"]
+    assert info["LiveRestoreEnabled"] is bool(settings["docker_daemon_config"].get("live-restore", False))
+
+
+def test_prune_timer(host, settings):
+    timer = host.file("/etc/systemd/system/docker-prune.timer")
+    service = host.file("/etc/systemd/system/docker-prune.service")
+    if not settings["docker_prune_enabled"]:
+        assert not timer.exists
+        assert not service.exists
+        return
+    assert host.service("docker-prune.timer").is_enabled
+    assert host.service("docker-prune.timer").is_running
+    assert f"OnCalendar={settings['docker_prune_schedule']}" in timer.content_string
+    exec_start = host.check_output("systemctl show -p ExecStart --value docker-prune.service")
+    assert "system prune --force" in exec_start
+    for prune_filter in settings["docker_prune_filters"]:
+        assert prune_filter in exec_start
+    assert ("--volumes" in exec_start) is settings["docker_prune_volumes"]
+    assert ("--all" in exec_start) is settings["docker_prune_all_images"]
+    # systemd accepts the schedule: the timer has a next elapse time
+    assert host.check_output("systemctl show -p NextElapseUSecRealtime --value docker-prune.timer")
