@@ -14,8 +14,8 @@ version_added: 0.1.0
 description:
   - Reads C(config.toml) and C(.runner_system_id) and reports each C([[runners]]) entry (name, id, url, executor and
     when its token expires) and the host's C(system_id). Never writes anything and never reports a token.
-  - With O(api_token), also reads each runner from GitLab with C(GET /api/v4/runners/:id) (one request per runner):
-    status, last contact and the server-side settings.
+  - With O(api_token), also reads each runner from GitLab with C(GET /api/v4/runners/:id), one request per runner,
+    for its status, last contact and server-side settings.
   - With O(gitlab_runners), also lists the runners GitLab holds (all of them, a group's or a project's), filtered by tags
     or description, so a fleet audit can find runners no host declares.
   - "Requirements on the managed host: Python 3.9 or newer and nothing else."
@@ -34,6 +34,20 @@ attributes:
     support: full
     description: Never changes anything; C(changed) is always false.
 options:
+  # api_url and api_token are documented here again: the shared fragment's text describes runner_config's use of them.
+  api_url:
+    description:
+      - Base URL of the GitLab instance, without C(/api/v4), for example C(https://gitlab.example.com).
+      - Only runners whose C(url) in C(config.toml) is this URL are read from GitLab.
+      - If not set, the environment variable E(GITLAB_URL) is used.
+    type: str
+  api_token:
+    description:
+      - A personal, group or project access token, sent as C(PRIVATE-TOKEN) and only to O(api_url).
+      - C(read_api) (or C(manage_runner) for reading single runners) is enough; the module never writes.
+      - Without it the module reads the files only and sends no request.
+      - If not set, the environment variable E(GITLAB_API_TOKEN) is used.
+    type: str
   path:
     description:
       - Path of C(config.toml). A missing file is reported as O(path) with no runners, not as an error.
