@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """TEST DOUBLE of the gitlab-runner binary, for the molecule scenarios of dood.gitlab_runner.
 
@@ -60,7 +59,7 @@ def system_id(config_path: str) -> str:
     except FileNotFoundError:
         pass
     alphabet = string.ascii_letters + string.digits
-    value = "r_" + "".join(secrets.choice(alphabet) for _ in range(12))
+    value = "r_" + "".join(secrets.choice(alphabet) for dummy in range(12))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(value)
@@ -114,7 +113,7 @@ class Metrics(http.server.BaseHTTPRequestHandler):
 
 
 def start_metrics(address: str) -> None:
-    host, _, port = address.rpartition(":")
+    host, port = address.rsplit(":", 1) if ":" in address else (address, "9252")
     host = host.strip("[]") or "0.0.0.0"
     server = http.server.ThreadingHTTPServer((host, int(port or 9252)), Metrics)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -132,7 +131,7 @@ def command_run(args) -> int:
     signal.signal(signal.SIGQUIT, on_stop)
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, lambda *_: reload_now.set())
+    signal.signal(signal.SIGHUP, lambda *args: reload_now.set())
 
     log("INFO", f"Starting multi-runner (test double {VERSION}) from {args.config} builds=0")
     sid = system_id(args.config)

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Minimal PID 1 for the gitlab-runner TEST DOUBLE (the official image uses dumb-init).
 
