@@ -53,6 +53,12 @@ options:
       - Path of C(config.toml). A missing file is reported as O(path) with no runners, not as an error.
     type: path
     default: /etc/gitlab-runner/config.toml
+  read_files:
+    description:
+      - Read O(path) and C(.runner_system_id). Set to V(false) to only list runners with O(gitlab_runners), for example
+        from the controller.
+    type: bool
+    default: true
   managers:
     description:
       - Also read each runner's managers with C(GET /api/v4/runners/:id/managers) (one more request per runner) and
@@ -125,7 +131,7 @@ EXAMPLES = r'''
 
 - name: List the project's runners tagged docker-dood, from the controller
   dood.gitlab_runner.runner_info:
-    path: /nonexistent/config.toml
+    read_files: false
     api_url: https://gitlab.example.com
     api_token: "{{ vault_gitlab_read_token }}"
     gitlab_runners:
@@ -144,7 +150,7 @@ path:
   type: str
   sample: /srv/gitlab-runner/config/config.toml
 exists:
-  description: Whether C(config.toml) exists.
+  description: Whether C(config.toml) exists (false with O(read_files=false)).
   returned: always
   type: bool
   sample: true
@@ -449,10 +455,10 @@ class RunnerInfo:
     def run(self):
         try:
             self.validate()
-            config = self.read_config()
+            config = self.read_config() if self.params['read_files'] else None
         except RunnerInfoError as exc:
             self.module.fail_json(msg=config_toml.mask_text(to_native(exc), self.secrets))
-        system_id = self.system_id()
+        system_id = self.system_id() if self.params['read_files'] else None
         now = datetime.datetime.now(datetime.timezone.utc)
         entries = (config or {}).get('runners', [])
         runners = [self.runner_report(entry, system_id, now) for entry in entries]
@@ -483,6 +489,7 @@ def main():
         ca_path=dict(type='path'),
         timeout=dict(type='int', default=30),
         allow_http=dict(type='bool', default=False),
+        read_files=dict(type='bool', default=True),
         managers=dict(type='bool', default=False),
         gitlab_runners=dict(type='dict', options=dict(
             scope=dict(type='str', default='all', choices=['all', 'owned', 'group', 'project']),

@@ -195,12 +195,14 @@ def test_listing_with_filters(gitlab, make_host):
 
     by_tag, _out = info(host, {'api_url': gitlab.url, 'api_token': admin, 'allow_http': True,
                                'gitlab_runners': {'scope': 'project', 'project_id': str(project), 'tag_list': ['docker-dood']}})
-    by_desc, _out = info(host, {'api_url': gitlab.url, 'api_token': admin, 'allow_http': True,
+    by_desc, _out = info(host, {'api_url': gitlab.url, 'api_token': admin, 'allow_http': True, 'read_files': False,
                                 'gitlab_runners': {'description': '^stray-'}})
 
     assert sorted(r['description'] for r in by_tag['gitlab_runners']) == sorted(['fleet-a', 'fleet-b', stray])
     assert other_id not in [r['id'] for r in by_tag['gitlab_runners']]
     assert [r['description'] for r in by_desc['gitlab_runners']] == [stray]
+    assert by_desc['exists'] is False and by_desc['runners'] == [] and by_desc['system_id'] is None
+    assert by_tag['exists'] is True and len(by_tag['runners']) == 2
     assert by_desc['gitlab_runners'][0]['status'] == 'never_contacted'
     assert set(by_desc['gitlab_runners'][0]) == {'id', 'description', 'runner_type', 'status', 'paused', 'created_at'}
 
