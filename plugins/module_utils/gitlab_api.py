@@ -31,21 +31,37 @@ API_PREFIX = '/api/v4'
 # answered before doing anything (429 is raised by check_if_backoff_required! before the handler runs, and a
 # refused connection never reached GitLab), never after a timeout or a reset, so no second runner can appear.
 RETRY_STATUSES = frozenset((429, 500, 502, 503, 504))
+# Statuses after which a creation POST certainly created nothing: the request was refused before any work.
+NOT_CREATED_STATUSES = frozenset((400, 401, 403, 404, 405, 409, 410, 413, 415, 422, 429))
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 1.0
-MAX_BACKOFF = 30.0
+MAX_BACKOFF = 60.0
 
 
 class GitLabError(Exception):
-    """An API call failed. ``status`` is the HTTP status, or None for a transport failure."""
+    """An API call failed. ``status`` is the HTTP status, or None for a transport failure.
 
-    def __init__(self, method, path, status=None, reason='', retry_hint=''):
+    ``unknown_outcome`` is true when a request that is not safe to repeat may have been carried out by GitLab
+    (a creation that timed out, a reset connection, a 5xx after the request was accepted).
+    """
+
+    def __init__(self, method, path, status=None, reason='', retry_hint='', attempts=1, retry_after=None,
+                 unknown_outcome=False, kind=''):
         self.method = method
         self.path = path
         self.status = status
         self.reason = reason
         self.retry_hint = retry_hint
+        self.attempts = attempts
+        self.retry_after = retry_after
+        self.unknown_outcome = unknown_outcome
+        # 'tls', 'refused', 'timeout', 'dropped', 'dns', 'non_json', 'connection' or '' for an HTTP status.
+        self.kind = kind
         super().__init__(self.describe())
+
+    @property
+    def endpoint(self):
+        return '{0} {1}{2}'.format(self.method, API_PREFIX, self.path)
 
     def describe(self):
         if self.status is None:
@@ -54,7 +70,10 @@ class GitLabError(Exception):
             what = 'GitLab answered {0}'.format(self.status)
             if self.reason:
                 what += ' ({0})'.format(self.reason)
-        return '{0} for {1} {2}{3}'.format(what, self.method, API_PREFIX, self.path)
+        text = '{0} for {1}'.format(what, self.endpoint)
+        if self.attempts > 1:
+            text += ' (after {0} attempts)'.format(self.attempts)
+        return text
 
 
 def _message_of(body):
@@ -83,10 +102,15 @@ def _retry_after(headers):
 
 
 class GitLabClient:
-    """One GitLab instance, reached with the given TLS settings."""
+    """One GitLab instance, reached with the given TLS settings.
+
+    ``retries`` extra attempts are made for a call that may be repeated, waiting ``backoff`` seconds, doubled at
+    each attempt, or what GitLab asks for in ``Retry-After``; no wait exceeds ``max_backoff``. When GitLab asks
+    for a longer wait than that, the call fails at once with the wait in the message.
+    """
 
     def __init__(self, url, validate_certs=True, ca_path=None, timeout=30, retries=DEFAULT_RETRIES,
-                 backoff=DEFAULT_BACKOFF, sleep=time.sleep, user_agent='dood.gitlab_runner'):
+                 backoff=DEFAULT_BACKOFF, sleep=time.sleep, user_agent='dood.gitlab_runner', max_backoff=MAX_BACKOFF):
         parts = urlsplit(url)
         self.base = '{0}://{1}{2}'.format(parts.scheme, parts.netloc, parts.path.rstrip('/'))
         self.validate_certs = validate_certs
@@ -94,13 +118,19 @@ class GitLabClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.max_backoff = max_backoff
         self.sleep = sleep
         self.user_agent = user_agent
         self.request_count = 0
 
     # -- transport -------------------------------------------------------------------------------------------
     def request(self, method, path, api_token=None, body=None, query=None, expect=(200,), idempotent=True):
-        """Send one call; return ``(status, data)`` for an expected status, raise GitLabError otherwise."""
+        """Send one call; return ``(status, data)`` for an expected status, raise GitLabError otherwise.
+
+        ``idempotent=False`` marks a call whose repetition could do the work twice (creating a runner): it is
+        repeated only when GitLab certainly did nothing (a refused connection, a 429 from the migration backoff,
+        which GitLab sends before running the handler, facts §1.0).
+        """
         url = self.base + API_PREFIX + path
         if query:
             url += '?' + urlencode(query, doseq=True)
@@ -116,29 +146,44 @@ class GitLabClient:
             attempt += 1
             status, payload, headers_in, failure, safe = self._send(method, url, data, headers)
             if failure is None and status in expect:
-                return status, self._json(method, path, payload, status)
+                try:
+                    return status, self._json(payload, status)
+                except ValueError:
+                    raise GitLabError(method, path, status, 'the body is not JSON', attempts=attempt,
+                                      unknown_outcome=not idempotent, kind='non_json')
             if failure is not None:
+                kind, reason = failure
                 retryable = safe == 'always' or (safe == 'idempotent' and idempotent)
             else:
+                kind, reason = '', _message_of(payload)
+                if reason.startswith('not JSON'):
+                    kind = 'non_json'
                 retryable = status in RETRY_STATUSES and (idempotent or status == 429)
-            if retryable and attempt <= self.retries:
-                delay = _retry_after(headers_in)
-                if delay is None:
-                    delay = self.backoff * (2 ** (attempt - 1))
-                self.sleep(min(delay, MAX_BACKOFF))
+            retry_after = _retry_after(headers_in) if failure is None else None
+            if retryable and attempt <= self.retries and (retry_after is None or retry_after <= self.max_backoff):
+                delay = retry_after if retry_after is not None else self.backoff * (2 ** (attempt - 1))
+                self.sleep(min(delay, self.max_backoff))
                 continue
-            if failure is not None:
-                hint = ''
-                if not idempotent and safe == 'idempotent':
-                    hint = 'the outcome on the server is unknown'
-                raise GitLabError(method, path, None, failure, hint)
-            raise GitLabError(method, path, status, _message_of(payload))
+            hint = ''
+            if retry_after is not None and retry_after > self.max_backoff:
+                hint = 'GitLab asked to retry after {0:g}s, longer than retry_max_delay ({1:g}s)'.format(retry_after, self.max_backoff)
+            if idempotent:
+                unknown = False
+            elif failure is not None:
+                unknown = safe != 'always' and kind != 'tls' and kind != 'dns'
+            else:
+                unknown = status not in NOT_CREATED_STATUSES
+            if unknown:
+                hint = (hint + '; ' if hint else '') + 'the outcome on the server is unknown'
+            raise GitLabError(method, path, status, reason, hint, attempts=attempt, retry_after=retry_after,
+                              unknown_outcome=unknown, kind=kind)
 
     def _send(self, method, url, data, headers):
         """Return (status, body, headers, failure, repeat).
 
-        ``repeat`` says which failures may be sent again: 'always' (the request never reached GitLab),
-        'idempotent' (it may have been processed), 'never' (repeating cannot help, e.g. a bad certificate).
+        ``failure`` is None or (kind, text). ``repeat`` says which failures may be sent again: 'always' (the
+        request never reached GitLab), 'idempotent' (it may have been processed), 'never' (repeating cannot help,
+        e.g. a bad certificate).
         """
         self.request_count += 1
         try:
@@ -156,33 +201,19 @@ class GitLabClient:
                 payload = b''
             return exc.code, payload, exc.headers, None, 'never'
         except SSLValidationError as exc:
-            return None, b'', None, 'TLS certificate could not be verified: {0}'.format(_short(exc)), 'never'
+            return None, b'', None, ('tls', 'TLS certificate could not be verified: {0}'.format(_short(exc))), 'never'
         except UrlsConnectionError as exc:
-            return None, b'', None, 'connection failed: {0}'.format(_short(exc)), 'idempotent'
+            return None, b'', None, ('connection', 'connection failed: {0}'.format(_short(exc))), 'idempotent'
         except URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, ssl.SSLError):
-                return None, b'', None, 'TLS certificate could not be verified: {0}'.format(_short(reason)), 'never'
-            if isinstance(reason, ConnectionRefusedError):
-                return None, b'', None, 'connection refused', 'always'
-            if isinstance(reason, (socket.timeout, TimeoutError)):
-                return None, b'', None, 'timed out after {0}s'.format(self.timeout), 'idempotent'
-            if isinstance(reason, socket.gaierror):
-                return None, b'', None, 'host name could not be resolved', 'never'
-            return None, b'', None, 'connection failed: {0}'.format(_short(reason)), 'idempotent'
-        except (socket.timeout, TimeoutError):
-            return None, b'', None, 'timed out after {0}s'.format(self.timeout), 'idempotent'
-        except (http.client.HTTPException, ConnectionError, OSError) as exc:
-            return None, b'', None, 'connection dropped: {0}'.format(type(exc).__name__), 'idempotent'
+            return (None, b'', None) + _transport_failure(exc.reason, self.timeout)
+        except (http.client.HTTPException, OSError) as exc:
+            return (None, b'', None) + _transport_failure(exc, self.timeout)
 
     @staticmethod
-    def _json(method, path, payload, status):
+    def _json(payload, status):
         if status == 204 or not payload:
             return None
-        try:
-            return json.loads(payload.decode('utf-8'))
-        except (ValueError, UnicodeDecodeError):
-            raise GitLabError(method, path, status, 'the body is not JSON; is the URL a GitLab instance?')
+        return json.loads(payload.decode('utf-8'))
 
     # -- endpoints ----------------------------------------------------------------------------------------------
     def register_legacy(self, registration_token, settings):
@@ -241,7 +272,10 @@ class GitLabClient:
         self.request('DELETE', '/runners/managers', body={'token': token, 'system_id': system_id}, expect=(204, 403, 404))
 
     def reset_token_by_id(self, api_token, runner_id):
-        """``POST /runners/:id/reset_authentication_token`` (facts §1.7). Repeating it only rotates again."""
+        """``POST /runners/:id/reset_authentication_token`` (facts §1.7).
+
+        Repeating it only rotates again and the last answer holds the live token, so it is retried.
+        """
         return self.request('POST', '/runners/{0}/reset_authentication_token'.format(int(runner_id)),
                             api_token=api_token, expect=(201,))[1]
 
@@ -254,6 +288,8 @@ class GitLabClient:
         while page and page <= limit_pages:
             query['page'] = page
             data = self.request('GET', scope_path, api_token=api_token, query=query)[1] or []
+            if not isinstance(data, list):
+                raise GitLabError('GET', scope_path, 200, 'expected a list of runners', kind='non_json')
             found.extend(data)
             if len(data) < query['per_page']:
                 break
@@ -268,6 +304,23 @@ def scope_path_for(runner_type, group_id=None, project_id=None):
     if runner_type == 'project_type':
         return '/projects/{0}/runners'.format(quote(str(project_id), safe=''))
     return '/runners/all'
+
+
+def _transport_failure(reason, timeout):
+    """Classify a failure below HTTP as ((kind, text), repeat)."""
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return ('tls', 'TLS certificate could not be verified: {0}'.format(_short(reason))), 'never'
+    if isinstance(reason, ssl.SSLError):
+        return ('tls', 'TLS handshake failed: {0}'.format(_short(reason))), 'never'
+    if isinstance(reason, ConnectionRefusedError):
+        return ('refused', 'connection refused'), 'always'
+    if isinstance(reason, (socket.timeout, TimeoutError)):
+        return ('timeout', 'no answer within the timeout of {0}s'.format(timeout)), 'idempotent'
+    if isinstance(reason, socket.gaierror):
+        return ('dns', 'host name could not be resolved'), 'never'
+    if isinstance(reason, (http.client.HTTPException, ConnectionError)):
+        return ('dropped', 'connection dropped before the answer was complete: {0}'.format(type(reason).__name__)), 'idempotent'
+    return ('connection', 'connection failed: {0}'.format(_short(reason))), 'idempotent'
 
 
 def _short(exc):

@@ -65,6 +65,49 @@ options:
       - Keep a timestamped copy of the previous C(config.toml) (mode C(0600)) when the file changes.
     type: bool
     default: false
+  retries:
+    description:
+      - How many more times a failed call to GitLab is sent again when repeating it is safe.
+      - Reads, updates, deletions and C(POST /api/v4/runners/verify) are repeated after a 429, 500, 502, 503 or 504
+        answer, a timeout, a refused or a dropped connection.
+      - A call that creates a runner is repeated only when GitLab certainly did nothing (a refused connection, or a 429
+        that GitLab sends while migrating its database before it handles the request), so a retry never creates a second
+        runner. When its outcome is unknown (timeout, dropped connection, 5xx), the next run finds the runner that may
+        have been created through the API and adopts it (see O(api_token)).
+      - Certificate errors and other 4xx answers are not repeated at all.
+    type: int
+    default: 3
+  retry_delay:
+    description:
+      - Seconds to wait before the first repetition; the wait doubles at each further one.
+      - A C(Retry-After) header from GitLab replaces this wait.
+    type: float
+    default: 1.0
+  retry_max_delay:
+    description:
+      - The longest wait between two attempts, in seconds.
+      - When GitLab asks (with C(Retry-After)) for a longer wait than this, the module fails at once and says how long
+        GitLab asked to wait, instead of waiting.
+    type: float
+    default: 60.0
+  ca_content:
+    description:
+      - The PEM text of the CA certificate(s) that signed GitLab's certificate, for a private CA, as an alternative to
+        O(ca_path). Mutually exclusive with O(ca_path).
+    type: str
+  token_renewal_days:
+    description:
+      - A runner token that expires (C(token_expires_at) in C(config.toml)) within this many days is renewed with
+        C(POST /api/v4/runners/:id/reset_authentication_token) when an API token is at hand. Without one, a token that
+        has not expired yet only gives a warning (gitlab-runner renews it by itself while it runs), and an expired token
+        fails the run with the fix in the message.
+      - When the token lifetime is shorter than this, a token is renewed in the last quarter of its lifetime instead,
+        so that each run does not renew it again.
+      - A token given with O(runners[].token) is never rotated by the module, since it may be shared with other hosts;
+        when it expires soon the module warns, and when it has expired the run fails with the fix.
+      - V(0) only renews tokens that have expired.
+    type: int
+    default: 7
   concurrent:
     description: Global C(concurrent) (limit of jobs across all runners). GitLab-runner's default is 1.
     type: int
@@ -260,11 +303,24 @@ options:
       ca_path:
         description: Overrides O(ca_path) for this runner.
         type: path
+      ca_content:
+        description: Overrides O(ca_content) for this runner.
+        type: str
       timeout:
         description: Overrides O(timeout) for this runner.
         type: int
 notes:
   - The file is locked while the module works, so two runs against one host never interleave.
+  - C(config.toml), its backups, C(.runner_system_id) and the state file C(.dood_gitlab_runner.json) are written with
+    mode C(0600) by the user running the module (root), and their directory is kept at mode C(0700).
+  - "Crash safety: before it asks GitLab to create a runner, the module records the pending creation in
+    C(.dood_gitlab_runner.json) beside C(config.toml), and it saves C(config.toml) right after each creation. If the run
+    dies or loses the answer in between, the next run lists the runners of that scope with the API token, adopts the
+    runner created at that time with that description (and a new token from the reset endpoint) and deletes any other
+    such runner, so GitLab ends up with exactly the declared runners. Without an API token it warns with the manual
+    fix. When the token of a runner just created cannot be written to C(config.toml), the runner is deleted again."
+  - "The state file also keeps each runner's id, so a lost C(config.toml) does not create a duplicate: with an API
+    token the runner gets a new token through the reset endpoint by id."
   - Secrets (tokens, cache credentials, C(sentry_dsn)) never appear in the result, a warning, an error or the diff.
 seealso:
   - name: GitLab runner API
@@ -348,7 +404,7 @@ runners:
       description: What the module did.
       type: str
       sample: created
-      choices: [created, recreated, updated, unchanged, removed]
+      choices: [created, adopted, recreated, updated, unchanged, removed]
     token_expires_at:
       description: When the runner's token expires (ISO 8601, UTC), or null when it does not.
       type: str
@@ -380,21 +436,25 @@ import json
 import os
 import re
 import secrets
+import ssl
 import string
+import stat
 import tempfile
+import time
 
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 
 from ansible_collections.dood.gitlab_runner.plugins.module_utils import config_toml
-from ansible_collections.dood.gitlab_runner.plugins.module_utils.gitlab_api import GitLabClient, GitLabError
+from ansible_collections.dood.gitlab_runner.plugins.module_utils.gitlab_api import GitLabClient, GitLabError, scope_path_for
 
 MASK = '********'
 RUNNER_OWNED = ('id', 'token', 'token_obtained_at', 'token_expires_at')
 SERVER_SETTINGS = ('description', 'tag_list', 'run_untagged', 'locked', 'paused', 'access_level', 'maximum_timeout', 'maintenance_note')
-CONNECTION_OPTIONS = ('api_token', 'validate_certs', 'ca_path', 'timeout')
+CONNECTION_OPTIONS = ('api_token', 'validate_certs', 'ca_path', 'ca_content', 'timeout')
 CREDENTIAL_OPTIONS = ('token', 'registration_token', 'runner_type')
 # Option name -> config.toml key, in the order gitlab-runner's RunnerConfig/RunnerSettings declare them (facts §2.2).
 LOCAL_SETTINGS = (
@@ -442,6 +502,10 @@ EXTRA_KEYS = frozenset((
 EXECUTORS = ['shell', 'custom', 'instance', 'docker', 'docker-windows', 'docker-autoscaler', 'docker+machine', 'kubernetes', 'ssh',
              'parallels', 'virtualbox']
 SYSTEM_ID_RE = re.compile(r'^[sr]_[0-9a-zA-Z]{12}$')
+# Names tempfile.mkstemp gives the module's temporary files (write_file, check_writable): '.' + file name + '.' + 8.
+STALE_TEMP_RE = r'^\.({0}|\.dood_gitlab_runner\.json|\.runner_system_id)\.[a-z0-9_]{{8}}$'
+# A creation recorded as pending this long before GitLab's created_at still matches (clocks of host and GitLab differ).
+CLOCK_SKEW = 300
 
 
 class RunnerConfigError(Exception):
@@ -462,6 +526,42 @@ def _iso(value):
     if value is None or value == config_toml.ZERO_TIME:
         return None
     return value.strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def _epoch(value):
+    """Seconds since the epoch of GitLab's ISO 8601 time (``2026-01-02T03:04:05.678Z``); 0 when unreadable."""
+    try:
+        text = str(value).replace('Z', '+00:00')
+        if '.' in text:
+            head, tail = text.split('.', 1)
+            digits = ''.join(c for c in tail if c.isdigit())
+            text = head + '.' + digits[:6].ljust(6, '0') + tail[len(digits):]
+        parsed = datetime.fromisoformat(text)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.timestamp()
+    except (TypeError, ValueError):
+        return 0
+
+
+def _doing(exc):
+    """The verb of an API call, for messages: 'Could not <verb> runner ...'."""
+    path = exc.path
+    if exc.method == 'POST' and path in ('/user/runners', '/runners'):
+        return 'create'
+    if path == '/runners/verify':
+        return 'verify the token of'
+    if path.endswith('/reset_authentication_token'):
+        return 'renew the token of'
+    if path == '/runners/managers':
+        return 'remove this host from'
+    if exc.method == 'DELETE':
+        return 'delete'
+    if exc.method == 'PUT':
+        return 'update'
+    if exc.method == 'GET' and re.match(r'^/runners/\d+$', path):
+        return 'read'
+    return 'look up'
 
 
 def _parse_time(value):
@@ -487,6 +587,9 @@ class Runner:
         for option in CONNECTION_OPTIONS:
             value = params.get(option)
             setattr(self, option, top[option] if value is None else value)
+        if params.get('ca_path') or params.get('ca_content'):
+            # A runner's own CA replaces the top-level one, whichever of the two forms each uses.
+            self.ca_path, self.ca_content = params.get('ca_path'), params.get('ca_content')
 
     @property
     def source(self):
@@ -522,6 +625,9 @@ class RunnerConfigManager:
         self.runners = []
         self.system_id_value = None
         self.backup_file = None
+        self.ca_files = {}
+        self.saved_state = None
+        self.config_written = []
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     def secret(self, value):
@@ -534,11 +640,27 @@ class RunnerConfigManager:
     def fail(self, msg, **kwargs):
         self.module.fail_json(msg=config_toml.mask_text(msg, self.secrets), **kwargs)
 
+    def warn(self, msg):
+        self.module.warn(config_toml.mask_text(msg, self.secrets))
+
+    def ca_file(self, runner):
+        """The CA bundle file for a runner: ca_path, or ca_content written to a private file of this run."""
+        if not runner.ca_content:
+            return runner.ca_path
+        if runner.ca_content not in self.ca_files:
+            fd, path = tempfile.mkstemp(prefix='gitlab-ca-', suffix='.pem', dir=self.module.tmpdir)
+            with os.fdopen(fd, 'wb') as handle:
+                handle.write(to_bytes(runner.ca_content))
+            self.ca_files[runner.ca_content] = path
+        return self.ca_files[runner.ca_content]
+
     def client(self, runner):
-        key = (runner.url, runner.validate_certs, runner.ca_path, runner.timeout)
+        ca_path = self.ca_file(runner)
+        key = (runner.url, runner.validate_certs, ca_path, runner.timeout)
         if key not in self.clients:
-            self.clients[key] = GitLabClient(runner.url, validate_certs=runner.validate_certs, ca_path=runner.ca_path,
-                                             timeout=runner.timeout)
+            self.clients[key] = GitLabClient(runner.url, validate_certs=runner.validate_certs, ca_path=ca_path,
+                                             timeout=runner.timeout, retries=self.params['retries'],
+                                             backoff=self.params['retry_delay'], max_backoff=self.params['retry_max_delay'])
         return self.clients[key]
 
     # -- validation --------------------------------------------------------------------------------------------------
@@ -563,6 +685,7 @@ class RunnerConfigManager:
             for option in ('token', 'registration_token', 'api_token'):
                 self.secret(params.get(option))
             self.validate_url(runner)
+            self.validate_connection(runner)
             if runner.state == 'absent':
                 continue
             sources = [o for o in CREDENTIAL_OPTIONS if params.get(o)]
@@ -608,6 +731,31 @@ class RunnerConfigManager:
         if parts.scheme == 'http' and not self.params['allow_http']:
             raise RunnerConfigError('Runner {0!r}: {1!r} uses plain http, which sends tokens in clear text; use https, or set '
                                     'allow_http: true for a trusted network.'.format(runner.name, runner.url))
+
+    def validate_connection(self, runner):
+        name = runner.name
+        if runner.timeout is not None and runner.timeout < 1:
+            raise RunnerConfigError('Runner {0!r}: timeout must be at least 1 second.'.format(name))
+        if runner.params.get('ca_path') and runner.params.get('ca_content'):
+            raise RunnerConfigError('Runner {0!r}: set ca_path or ca_content, not both.'.format(name))
+        if runner.ca_path:
+            if not os.path.isfile(runner.ca_path):
+                raise RunnerConfigError('Runner {0!r}: ca_path {1} is not a file; give the PEM file of the CA that signed '
+                                        'GitLab\'s certificate.'.format(name, runner.ca_path))
+            self._check_ca(name, 'ca_path {0}'.format(runner.ca_path), cafile=runner.ca_path)
+        if runner.ca_content:
+            if '-----BEGIN CERTIFICATE-----' not in runner.ca_content:
+                raise RunnerConfigError('Runner {0!r}: ca_content holds no PEM certificate (-----BEGIN CERTIFICATE-----); '
+                                        'give the text of the CA certificate.'.format(name))
+            self._check_ca(name, 'ca_content', cadata=runner.ca_content)
+
+    @staticmethod
+    def _check_ca(name, what, **where):
+        try:
+            ssl.create_default_context().load_verify_locations(**where)
+        except (ssl.SSLError, IOError, ValueError) as exc:
+            raise RunnerConfigError('Runner {0!r}: {1} could not be loaded as a PEM CA certificate ({2}); give the CA '
+                                    'certificate that signed GitLab\'s certificate.'.format(name, what, to_native(getattr(exc, 'reason', None) or exc)))
 
     def validate_creation(self, runner):
         params = runner.params
@@ -731,13 +879,18 @@ class RunnerConfigManager:
         return raw, parsed
 
     def read_state(self):
+        """The module's own records beside config.toml: runner ids and pending creations (never a token)."""
         try:
-            with open(self.state_path) as handle:
-                data = json.load(handle)
+            with open(self.state_path, 'rb') as handle:
+                raw = handle.read()
+            data = json.loads(raw.decode('utf-8'))
             if isinstance(data, dict) and isinstance(data.get('runners'), dict):
                 self.state = data
+                self.saved_state = raw
         except (IOError, ValueError):
             pass
+        if not isinstance(self.state.get('pending'), dict):
+            self.state['pending'] = {}
 
     def system_id(self):
         """The id gitlab-runner keeps in .runner_system_id (facts §2.6), created the same way when missing."""
@@ -790,8 +943,15 @@ class RunnerConfigManager:
             os.close(dir_fd)
 
     def save_state(self):
-        if not self.check_mode:
-            self.write_file(self.state_path, to_bytes(json.dumps(self.state, indent=2, sort_keys=True) + '\n'))
+        if self.check_mode:
+            return
+        state = dict(self.state)
+        if not state.get('pending'):
+            state.pop('pending', None)
+        data = to_bytes(json.dumps(state, indent=2, sort_keys=True) + '\n')
+        if data != self.saved_state:
+            self.write_file(self.state_path, data)
+            self.saved_state = data
 
     def save_config(self, config):
         """Persist the config right away (after each creation too), so a token GitLab issued is never lost."""
@@ -799,6 +959,59 @@ class RunnerConfigManager:
             self.backup_file = self.module.backup_local(self.path)
             os.chmod(self.backup_file, 0o600)
         self.write_file(self.path, to_bytes(config_toml.render(config)))
+        self.config_written.append(True)
+
+    def check_writable(self):
+        """Fail before anything is sent to GitLab when config.toml could not be written afterwards."""
+        try:
+            fd, probe = tempfile.mkstemp(prefix='.' + os.path.basename(self.path) + '.', dir=self.dir)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise RunnerConfigError('Cannot write in {0} ({1}): the module writes config.toml there through a temporary '
+                                    'file. Make the directory writable for the user running the module (read-only mount? '
+                                    'immutable attribute?); nothing was sent to GitLab and no file was changed.'.format(
+                                        self.dir, exc.strerror or exc))
+        if os.path.exists(self.path) and not os.access(self.path, os.W_OK):
+            raise RunnerConfigError('Cannot write {0}: it is not writable (immutable attribute?). Fix it; nothing was '
+                                    'sent to GitLab and no file was changed.'.format(self.path))
+
+    def secure_files(self, dry=False):
+        """The directory 0700, config.toml and the module's files 0600 and owned by the user running the module."""
+        changed = False
+        info = os.stat(self.dir)
+        if stat.S_IMODE(info.st_mode) != 0o700:
+            if dry:
+                return True
+            os.chmod(self.dir, 0o700)
+            changed = True
+        for path in (self.path, self.state_path, os.path.join(self.dir, '.runner_system_id')):
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            wrong_owner = os.geteuid() == 0 and (info.st_uid, info.st_gid) != (0, 0)
+            if dry and (wrong_owner or stat.S_IMODE(info.st_mode) != 0o600):
+                return True
+            if stat.S_IMODE(info.st_mode) != 0o600:
+                os.chmod(path, 0o600)
+                changed = True
+            if wrong_owner:
+                os.chown(path, 0, 0)
+                changed = True
+        return changed
+
+    def remove_stale_temp_files(self):
+        """Temporary files of a run that was killed while writing (they may hold a token): remove them."""
+        pattern = re.compile(STALE_TEMP_RE.format(re.escape(os.path.basename(self.path))))
+        for name in os.listdir(self.dir):
+            if pattern.match(name):
+                try:
+                    os.unlink(os.path.join(self.dir, name))
+                except OSError:
+                    pass
 
     # -- GitLab ----------------------------------------------------------------------------------------------------
     def obtain(self, runner, system_id):
@@ -818,7 +1031,8 @@ class RunnerConfigManager:
             self.module.deprecate('Runner {0!r} uses a registration token. GitLab disabled registration tokens by default in 17.0 '
                                   'and plans to remove them in 20.0; create runners with runner_type and api_token '
                                   'instead.'.format(runner.name), version='2.0.0', collection_name='dood.gitlab_runner')
-            data = api.register_legacy(runner.params['registration_token'], runner.creation_settings())
+            settings = runner.creation_settings()
+            data = self.create(runner, settings, lambda: api.register_legacy(runner.params['registration_token'], settings))
             token = self.secret(data.get('token'))
         else:
             settings = runner.creation_settings()
@@ -827,7 +1041,7 @@ class RunnerConfigManager:
                 settings['group_id'] = runner.params['group_id']
             if runner.params.get('project_id') is not None:
                 settings['project_id'] = runner.params['project_id']
-            data = api.create_user_runner(runner.api_token, settings)
+            data = self.create(runner, settings, lambda: api.create_user_runner(runner.api_token, settings))
             token = self.secret(data.get('token'))
         if not token:
             raise RunnerConfigError('GitLab created runner {0!r} but returned no token; check that the URL points to '
@@ -839,9 +1053,162 @@ class RunnerConfigManager:
             'token_expires_at': _parse_time(data.get('token_expires_at')),
         }
 
-    def describe_error(self, runner, exc, doing):
-        msg = 'Could not {0} runner {1!r}: {2}.'.format(doing, runner.name, exc.describe())
-        if exc.status == 410:
+    def create(self, runner, settings, send):
+        """Send a creation request with the pending-creation journal around it.
+
+        GitLab has no idempotency key for creations (facts §1.2, §1.3): the record written before the request lets
+        the next run find a runner whose creation answer was lost (killed run, timeout, dropped connection).
+        """
+        self.state['pending'][runner.name] = {
+            'at': int(time.time()),
+            'time': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+            'description': settings.get('description'),
+            'runner_type': settings.get('runner_type'),
+            'scope': scope_path_for(settings['runner_type'], settings.get('group_id'), settings.get('project_id'))
+            if settings.get('runner_type') else None,
+        }
+        self.save_state()
+        try:
+            return send()
+        except GitLabError as exc:
+            if not exc.unknown_outcome:
+                # GitLab certainly created nothing: forget the pending record.
+                self.state['pending'].pop(runner.name, None)
+                self.save_state()
+            raise
+
+    def recover_pending(self, runner, pending, adopt=True):
+        """A creation whose answer was lost: adopt the runner GitLab made then, delete extra ones (facts §1.8).
+
+        Returns the runner-owned fields of the adopted runner, or None when there is none (then a new one is made).
+        """
+        name = runner.name
+        if not runner.api_token:
+            self.warn('Runner {0!r}: a run at {1} asked GitLab to create it but never got the answer, and without api_token '
+                      'the module cannot look for that runner. If GitLab lists a runner with description {2!r} created then '
+                      'that never contacted GitLab, delete it (Admin > CI/CD > Runners, or the group or project runners '
+                      'page).'.format(name, pending.get('time'), pending.get('description')))
+            return None
+        api = self.client(runner)
+        query = {'type': pending['runner_type']} if pending.get('runner_type') else {}
+        scopes = [pending['scope']] if pending.get('scope') else ['/runners/all', '/runners']
+        listed = None
+        for scope in scopes:
+            try:
+                listed = api.list_runners(runner.api_token, scope, query)
+                break
+            except GitLabError as exc:
+                if exc.status not in (401, 403, 404):
+                    raise
+                failure = exc
+        if listed is None:
+            self.warn('Runner {0!r}: a run at {1} asked GitLab to create it but never got the answer, and the api_token '
+                      'cannot list the runners to find it ({2}). If GitLab lists a runner with description {3!r} created '
+                      'then that never contacted GitLab, delete it.'.format(name, pending.get('time'), failure.describe(),
+                                                                            pending.get('description')))
+            return None
+        known = set(int(r.get('id') or 0) for r in self.state['runners'].values())
+        since = int(pending.get('at') or 0) - CLOCK_SKEW
+        found = []
+        for item in listed:
+            if not isinstance(item, dict) or item.get('description') != pending.get('description'):
+                continue
+            if item.get('status') != 'never_contacted' or int(item.get('id') or 0) in known:
+                continue
+            if _epoch(item.get('created_at')) < since:
+                continue
+            found.append(item)
+        found.sort(key=lambda item: int(item['id']))
+        keep = found[0] if found and adopt else None
+        for extra in found:
+            if extra is not keep:
+                api.delete_runner(runner.api_token, int(extra['id']))
+        if keep is None:
+            return None
+        data = api.reset_token_by_id(runner.api_token, int(keep['id']))
+        return {'id': int(keep['id']), 'token': self.secret((data or {}).get('token')), 'token_obtained_at': config_toml.utc_now_seconds(),
+                'token_expires_at': _parse_time((data or {}).get('token_expires_at'))}
+
+    def undo_creation(self, runner, owned, exc):
+        """config.toml could not take the token of a runner just created: delete the runner again (facts §1.5)."""
+        api = self.client(runner)
+        why = 'could not write {0} ({1})'.format(self.path, exc.strerror or exc)
+        try:
+            api.delete_by_token(owned['token'])
+        except GitLabError as err:
+            self.fail('Runner {0!r} was created in GitLab (id {1}) but the module {2}, and deleting it again failed too: {3}. '
+                      'The next run with api_token finds and adopts it; otherwise delete runner {1} in GitLab. Make {4} '
+                      'writable, then run again.'.format(runner.name, owned.get('id'), why, err.describe(), self.dir),
+                      runners=self.results)
+        self.state['pending'].pop(runner.name, None)
+        try:
+            self.save_state()
+        except (IOError, OSError):
+            pass
+        self.fail('Runner {0!r}: the module {1} after GitLab created the runner (id {2}), so it deleted that runner again '
+                  '(DELETE /api/v4/runners) and GitLab holds no runner this host does not know. Make {3} writable, then run '
+                  'again.'.format(runner.name, why, owned.get('id'), self.dir), runners=self.results)
+
+    def renewal(self, runner, entry):
+        """New runner-owned fields when the token in config.toml expires soon (facts §1.7, §2.8), else None."""
+        expires = entry.get('token_expires_at')
+        if not isinstance(expires, datetime) or expires == config_toml.ZERO_TIME:
+            return None
+        now = datetime.now(timezone.utc)
+        window = timedelta(days=self.params['token_renewal_days'])
+        obtained = entry.get('token_obtained_at')
+        if isinstance(obtained, datetime) and obtained != config_toml.ZERO_TIME and expires > obtained:
+            if window >= expires - obtained:
+                # A short-lived token: renew in the last quarter of its life like gitlab-runner, not on every run.
+                window = (expires - obtained) / 4
+        if expires - now > window:
+            return None
+        expired = expires <= now
+        when = _iso(expires)
+        runner_id = int(entry.get('id') or 0)
+        if runner.source == 'token':
+            if expired:
+                raise RunnerConfigError('The token of runner {0!r} (id {1}) expired at {2}, so gitlab-runner cannot use it. '
+                                        'Reset it in GitLab (the runner\'s page, or POST /api/v4/runners/{1}/'
+                                        'reset_authentication_token) and put the new token in token.'.format(runner.name, runner_id, when))
+            self.warn('The token of runner {0!r} (id {1}) expires at {2}. It was given with token and may be shared with '
+                      'other hosts, so the module does not rotate it: reset it in GitLab and put the new token in token '
+                      'for every host.'.format(runner.name, runner_id, when))
+            return None
+        if not (runner.api_token and runner_id > 0):
+            if expired:
+                raise RunnerConfigError('The token of runner {0!r} (id {1}) expired at {2} and there is no api_token to renew '
+                                        'it. Set api_token (scope manage_runner) so the module resets it by id, or run '
+                                        '"gitlab-runner reset-token --id {1} --pat ..." on this host.'.format(runner.name, runner_id, when))
+            # gitlab-runner renews it itself while it runs (facts §2.8). The module does not use the runner's own token
+            # for that: a lost answer would leave a dead token and no way to get a new one without an API token.
+            self.warn('The token of runner {0!r} (id {1}) expires at {2}. gitlab-runner renews it by itself while it runs; '
+                      'if the runner is stopped until then, set api_token so the module can renew it by id.'.format(
+                          runner.name, runner_id, when))
+            return None
+        if self.check_mode:
+            return dict(entry)
+        data = self.client(runner).reset_token_by_id(runner.api_token, runner_id)
+        return {'id': runner_id, 'token': self.secret((data or {}).get('token')), 'token_obtained_at': config_toml.utc_now_seconds(),
+                'token_expires_at': _parse_time((data or {}).get('token_expires_at'))}
+
+    def describe_error(self, runner, exc):
+        msg = 'Could not {0} runner {1!r}: {2}.'.format(_doing(exc), runner.name, exc.describe())
+        if exc.kind == 'tls':
+            msg += (' GitLab\'s TLS certificate is not trusted: give the CA that signed it with ca_path or ca_content '
+                    '(validate_certs: false only for a throwaway test instance).')
+        elif exc.kind == 'refused':
+            msg += ' Nothing accepts connections at {0}: check that GitLab runs and that the URL and port are right.'.format(runner.url)
+        elif exc.kind == 'dns':
+            msg += ' Check the host name in the URL {0}.'.format(runner.url)
+        elif exc.kind == 'timeout':
+            msg += ' GitLab did not answer in time: check its health and load, or raise timeout (and retries), then run again.'
+        elif exc.kind in ('dropped', 'connection'):
+            msg += ' The connection broke: check GitLab and any proxy or load balancer in front of it, then run again.'
+        elif exc.kind == 'non_json':
+            msg += (' The answer is not GitLab\'s JSON: check that the URL points at GitLab itself, not at a proxy, a '
+                    'maintenance or a login page.')
+        elif exc.status == 410:
             msg += (' GitLab no longer accepts registration tokens (disabled by default since 17.0): create the runner with '
                     'runner_type and api_token, or with a glrt- token from the UI in token.')
         elif exc.status == 401:
@@ -849,12 +1216,27 @@ class RunnerConfigManager:
         elif exc.status == 403:
             msg += (' The token lacks a scope or role: creating needs create_runner, reading/updating/deleting needs '
                     'manage_runner (or api), and the owner role of the group or project.')
+        elif exc.status == 404:
+            msg += ' The runner, group or project does not exist, or the token cannot see it; check the ids and the token.'
         elif exc.status == 429:
-            msg += ' GitLab asked to retry later (it may be migrating its database); run again in a few minutes.'
-        elif exc.status is None or exc.status >= 500:
-            msg += ' Check that GitLab is reachable and healthy, then run again; config.toml was left unchanged.'
-        if exc.retry_hint:
-            msg += ' Note: {0}; the next run adopts or cleans up what was created.'.format(exc.retry_hint)
+            if exc.retry_after is not None:
+                msg += (' GitLab asked to retry after {0:g} seconds (it is migrating its database or rate limiting): run '
+                        'again after that, or raise retry_max_delay and retries.'.format(exc.retry_after))
+            else:
+                msg += ' GitLab asked to retry later: run again in a few minutes.'
+        elif exc.status is not None and exc.status >= 500:
+            msg += ' GitLab failed on its side: check its health (logs, /-/readiness), then run again.'
+        if self.config_written:
+            msg += ' config.toml keeps what this run did before the failure; the next run continues from there.'
+        else:
+            msg += ' config.toml was left unchanged.'
+        if exc.unknown_outcome:
+            msg += ' GitLab may have created the runner anyway: '
+            if runner.api_token:
+                msg += 'the next run finds it through the API and adopts it instead of creating another.'
+            else:
+                msg += ('without api_token the next run cannot look for it, so check GitLab for a runner with description {0!r} '
+                        'that never contacted GitLab and delete it.'.format(runner.creation_settings().get('description')))
         return msg
 
     def drift(self, runner, current):
@@ -895,6 +1277,10 @@ class RunnerConfigManager:
             # Re-read under the lock: another run may have written while this one waited.
             try:
                 raw, existing = self.read_config()
+                if not self.check_mode:
+                    self.check_writable()
+                    self.remove_stale_temp_files()
+                self.changed = self.secure_files(dry=self.check_mode)
             except RunnerConfigError as exc:
                 self.fail(to_native(exc))
             self.reconcile(raw, existing)
@@ -920,6 +1306,11 @@ class RunnerConfigManager:
             record = self.state['runners'].get(runner.name, {})
             try:
                 if runner.state == 'absent':
+                    pending = self.state['pending'].get(runner.name)
+                    if pending and not self.check_mode and runner.source != 'token':
+                        # A creation whose answer was lost, for a runner now declared absent: delete what it made.
+                        self.recover_pending(runner, pending, adopt=False)
+                        self.state['pending'].pop(runner.name, None)
                     if entry is not None:
                         if not self.check_mode:
                             self.unregister(runner, entry, record.get('created', False))
@@ -930,17 +1321,29 @@ class RunnerConfigManager:
                     continue
                 action, owned = self.converge_runner(runner, entry, record)
             except GitLabError as exc:
-                self.fail(self.describe_error(runner, exc, 'reconcile'), runners=self.results)
+                self.fail(self.describe_error(runner, exc), runners=self.results)
             except RunnerConfigError as exc:
                 self.fail(to_native(exc), runners=self.results)
+            except (IOError, OSError) as exc:
+                self.fail('Runner {0!r}: could not write in {1} ({2}). Fix the directory, then run again.'.format(
+                    runner.name, self.dir, exc.strerror or exc), runners=self.results)
             new_entry = self.render_entry(runner, owned if owned is not None else entry)
             if entry is None:
                 entries.append(new_entry)
             else:
                 entries[entries.index(entry)] = new_entry
             by_name[runner.name] = new_entry
-            if action in ('created', 'recreated') or (owned is not None and entry is not None and owned.get('token') != entry.get('token')):
-                persist()
+            if action in ('created', 'recreated', 'adopted') or (owned is not None and entry is not None and owned.get('token') != entry.get('token')):
+                self.state['pending'].pop(runner.name, None)
+                try:
+                    persist()
+                except (IOError, OSError) as exc:
+                    if action in ('created', 'recreated') and runner.source != 'token':
+                        self.undo_creation(runner, owned, exc)
+                    self.fail('Runner {0!r} (id {1}) got a new token from GitLab, but the module could not write {2} ({3}). '
+                              'Make {4} writable and run again; with api_token the next run resets the token by id once '
+                              'more.'.format(runner.name, new_entry.get('id'), self.path, exc.strerror or exc, self.dir),
+                              runners=self.results)
             self.report(runner.name, new_entry, action)
 
         if self.params['prune']:
@@ -953,7 +1356,7 @@ class RunnerConfigManager:
                     if not self.check_mode:
                         self.unregister(ghost, entry, self.state['runners'].get(ghost.name, {}).get('created', False))
                 except GitLabError as exc:
-                    self.fail(self.describe_error(ghost, exc, 'unregister'), runners=self.results)
+                    self.fail(self.describe_error(ghost, exc), runners=self.results)
                 entries.remove(entry)
                 self.state['runners'].pop(ghost.name, None)
                 persist()
@@ -961,7 +1364,7 @@ class RunnerConfigManager:
 
         desired = self.with_globals(config)
         file_changed = raw is None or not config_toml.semantic_equal(existing, desired)
-        self.changed = file_changed or any(r['action'] != 'unchanged' for r in self.results)
+        self.changed = self.changed or file_changed or any(r['action'] != 'unchanged' for r in self.results)
         result = {}
         if file_changed and not self.check_mode:
             self.save_config(desired)
@@ -984,6 +1387,18 @@ class RunnerConfigManager:
             print_ = fingerprint(runner.params['token'])
         else:
             print_ = record.get('source')
+        pending = self.state['pending'].get(runner.name)
+        if has_token and pending:
+            # The run that created it died after saving config.toml and before the state file: it completed.
+            self.state['pending'].pop(runner.name, None)
+        if not has_token and pending and source != 'token':
+            if self.check_mode:
+                return 'created', None
+            adopted = self.recover_pending(runner, pending)
+            self.state['pending'].pop(runner.name, None)
+            if adopted is not None:
+                self.remember(runner, adopted, print_, created=True)
+                return 'adopted', adopted
         if not has_token:
             # Lost config.toml, but the runner is known and an API token can get a new token for it: no duplicate.
             known_id = int(record.get('id') or 0)
@@ -995,7 +1410,7 @@ class RunnerConfigManager:
                     data = api.reset_token_by_id(runner.api_token, known_id)
                     owned = {'id': known_id, 'token': self.secret(data.get('token')), 'token_obtained_at': config_toml.utc_now_seconds(),
                              'token_expires_at': _parse_time(data.get('token_expires_at'))}
-                    self.remember(runner, owned, print_)
+                    self.remember(runner, owned, print_, created=record.get('created', True))
                     return 'updated', owned
             if self.check_mode:
                 return 'created', None
@@ -1022,6 +1437,12 @@ class RunnerConfigManager:
                     'GitLab rejected both the declared token and the token in config.toml for runner {0!r} (403 for POST '
                     '/api/v4/runners/verify). Create a new runner authentication token in GitLab and put it in '
                     'token.'.format(runner.name))
+        renewed = self.renewal(runner, owned or entry)
+        if renewed is not None:
+            if self.check_mode:
+                return 'updated', None
+            owned = renewed
+            action = 'updated'
         self.remember(runner, owned or entry, print_, created=record.get('created', source != 'token'))
 
         runner_id = int((owned or entry).get('id') or 0)
@@ -1143,6 +1564,7 @@ def runner_spec():
         api_token=dict(type='str', no_log=True),
         validate_certs=dict(type='bool'),
         ca_path=dict(type='path'),
+        ca_content=dict(type='str'),
         timeout=dict(type='int'),
     )
 
@@ -1154,7 +1576,12 @@ def main():
         api_token=dict(type='str', no_log=True, fallback=(env_fallback, ['GITLAB_API_TOKEN'])),
         validate_certs=dict(type='bool', default=True),
         ca_path=dict(type='path'),
+        ca_content=dict(type='str'),
         timeout=dict(type='int', default=30),
+        retries=dict(type='int', default=3),
+        retry_delay=dict(type='float', default=1.0),
+        retry_max_delay=dict(type='float', default=60.0),
+        token_renewal_days=dict(type='int', default=7),
         allow_http=dict(type='bool', default=False),
         server_check=dict(type='str', default='auto', choices=['auto', 'verify', 'never']),
         prune=dict(type='bool', default=False),
@@ -1175,7 +1602,11 @@ def main():
         )),
         runners=dict(type='list', elements='dict', default=[], options=runner_spec()),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, mutually_exclusive=[('ca_path', 'ca_content')])
+    for option, low, high in (('retries', 0, 10), ('retry_delay', 0, 300), ('retry_max_delay', 0, 3600), ('token_renewal_days', 0, 3650)):
+        value = module.params[option]
+        if not low <= value <= high:
+            module.fail_json(msg='{0} must be between {1} and {2}, not {3}.'.format(option, low, high, value))
     if module.params['concurrent'] is not None and module.params['concurrent'] < 1:
         module.fail_json(msg='concurrent must be at least 1: gitlab-runner refuses to start with 0.')
     if module.params['connection_max_age'] is not None:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import string
 import subprocess
 import sys
 import sysconfig
+import threading
 import tomllib
 from pathlib import Path
 
@@ -182,3 +184,259 @@ def ladder(run, params, first_action=None):
         for name, action in apply1.actions().items():
             assert action == first_action, (name, action)
     return check1, apply1, apply2, check2
+
+
+# -- helpers for fault, crash, concurrency and TLS tests ----------------------------------------------------------
+
+class ModuleResult(Result):
+    """The JSON a module printed when run directly (no ansible-playbook): the same accessors as Result."""
+
+    def __init__(self, proc, data):  # pylint: disable=super-init-not-called
+        self.proc = proc
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.data = data
+        self.task = data
+        self.output = proc.stdout + proc.stderr
+
+
+def run_module_directly(host, params, check=False, extra_env=None, timeout=120):
+    """Run the module the way Ansible's module protocol does (a JSON arguments file), without ansible-playbook.
+
+    About five times faster than a playbook run; used where a test needs many runs (the fault matrix).
+    """
+    args = dict({'path': str(host.path), 'allow_http': True}, **params)
+    if check:
+        args['_ansible_check_mode'] = True
+    argfile = host.root / '{0}-args.json'.format(host.name)
+    argfile.touch(mode=0o600)
+    argfile.write_text(json.dumps({'ANSIBLE_MODULE_ARGS': args}))
+    env = dict(host.env)
+    env['PYTHONPATH'] = host.env['ANSIBLE_COLLECTIONS_PATH'].split(':')[0]
+    env.update(extra_env or {})
+    cmd = [sys.executable, '-m', 'ansible_collections.dood.gitlab_runner.plugins.modules.runner_config', str(argfile)]
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    finally:
+        argfile.unlink()
+    data = None
+    for line in reversed(proc.stdout.strip().splitlines()):
+        try:
+            data = json.loads(line)
+            break
+        except ValueError:
+            continue
+    if data is None:
+        raise AssertionError('the module printed no JSON:\n' + proc.stdout[-3000:] + proc.stderr[-3000:])
+    return ModuleResult(proc, data)
+
+
+Host.module = run_module_directly
+
+
+class TcpGate:
+    """A loopback TCP relay in front of the fake GitLab that can fail whole connections.
+
+    ``refuse_from(n)``: connections 1..n-1 (counted from the call) pass, then the listening socket is closed, so
+    connection n and later ones are refused. ``impostor_from(n, port)``: connection n and later ones are relayed to
+    another server (one whose TLS certificate does not verify). ``normal()`` restores plain relaying on the same port.
+    """
+
+    def __init__(self, backend_port):
+        self.backend_port = backend_port
+        self.port = None
+        self.accepted = 0
+        self._refuse_at = None
+        self._impostor = None
+        self._listener = None
+        self._lock = threading.Lock()
+        self._open()
+
+    def _open(self):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(('127.0.0.1', self.port or 0))
+        listener.listen(64)
+        listener.settimeout(0.1)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        threading.Thread(target=self._accept_loop, args=(listener,), daemon=True).start()
+
+    def _close_listener(self):
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def _accept_loop(self, listener):
+        while True:
+            with self._lock:
+                if listener is not self._listener:
+                    return
+            try:
+                conn, _addr = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.accepted += 1
+                number = self.accepted
+                port = self.backend_port
+                if self._impostor and number >= self._impostor[0]:
+                    port = self._impostor[1]
+                if self._refuse_at is not None and number + 1 >= self._refuse_at:
+                    self._close_listener()
+            threading.Thread(target=self._relay, args=(conn, port), daemon=True).start()
+
+    @staticmethod
+    def _relay(client, port):
+        try:
+            upstream = socket.create_connection(('127.0.0.1', port), timeout=30)
+        except OSError:
+            client.close()
+            return
+
+        def pump(src, dst):
+            try:
+                while True:
+                    chunk = src.recv(65536)
+                    if not chunk:
+                        break
+                    dst.sendall(chunk)
+            except OSError:
+                pass
+            for sock in (dst, src):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+        back.start()
+        pump(client, upstream)
+        back.join(30)
+        client.close()
+        upstream.close()
+
+    def refuse_from(self, number):
+        with self._lock:
+            self.accepted = 0
+            self._refuse_at = number
+            if number <= 1:
+                self._close_listener()
+
+    def impostor_from(self, number, port):
+        with self._lock:
+            self.accepted = 0
+            self._impostor = (number, port)
+
+    def normal(self):
+        with self._lock:
+            self._refuse_at = None
+            self._impostor = None
+            self.accepted = 0
+            reopen = self._listener is None
+        if reopen:
+            self._open()
+
+    def close(self):
+        with self._lock:
+            self._close_listener()
+
+
+def make_tls_material(directory):
+    """A private CA, a server certificate it signed for localhost/127.0.0.1, and a self-signed impostor certificate."""
+    from datetime import datetime as _dt, timedelta  # pylint: disable=import-outside-toplevel
+    import ipaddress  # pylint: disable=import-outside-toplevel
+    from cryptography import x509  # pylint: disable=import-outside-toplevel
+    from cryptography.hazmat.primitives import hashes, serialization  # pylint: disable=import-outside-toplevel
+    from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=import-outside-toplevel
+    from cryptography.x509.oid import NameOID  # pylint: disable=import-outside-toplevel
+
+    now = _dt.utcnow() - timedelta(minutes=5)
+
+    def name(text):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    def key():
+        return ec.generate_private_key(ec.SECP256R1())
+
+    def write(path, data):
+        path.touch(mode=0o600)
+        path.write_bytes(data)
+        return str(path)
+
+    def pem_key(private):
+        return private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+    def leaf(subject_key, issuer_name, issuer_key, common_name):
+        return (x509.CertificateBuilder().subject_name(name(common_name)).issuer_name(issuer_name)
+                .public_key(subject_key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now).not_valid_after(now + timedelta(days=2))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName('localhost'),
+                                                            x509.IPAddress(ipaddress.ip_address('127.0.0.1'))]), critical=False)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .sign(issuer_key, hashes.SHA256()))
+
+    ca_key = key()
+    ca_cert = (x509.CertificateBuilder().subject_name(name('dood test CA')).issuer_name(name('dood test CA'))
+               .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now).not_valid_after(now + timedelta(days=2))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+               .sign(ca_key, hashes.SHA256()))
+    server_key = key()
+    server_cert = leaf(server_key, ca_cert.subject, ca_key, 'localhost')
+    impostor_key = key()
+    impostor_cert = leaf(impostor_key, name('localhost'), impostor_key, 'localhost')
+    pem = serialization.Encoding.PEM
+    return {
+        'ca': write(directory / 'ca.pem', ca_cert.public_bytes(pem)),
+        'ca_pem': ca_cert.public_bytes(pem).decode(),
+        'cert': write(directory / 'server.pem', server_cert.public_bytes(pem)),
+        'key': write(directory / 'server-key.pem', pem_key(server_key)),
+        'impostor_cert': write(directory / 'impostor.pem', impostor_cert.public_bytes(pem)),
+        'impostor_key': write(directory / 'impostor-key.pem', pem_key(impostor_key)),
+    }
+
+
+@pytest.fixture(scope='session')
+def tls_material(tmp_path_factory):
+    return make_tls_material(tmp_path_factory.mktemp('tls'))
+
+
+KILL_HOOK = '''
+import json, os, signal, sys
+_spec = os.environ.get('DOOD_TEST_KILL_AT')
+if _spec:
+    _spec = json.loads(_spec)
+    _seen = [0]
+
+    def _hook(event, args):
+        if event != _spec['event']:
+            return
+        try:
+            value = os.fsdecode(args[_spec.get('arg', 0)])
+        except Exception:
+            return
+        if _spec['match'] not in value:
+            return
+        _seen[0] += 1
+        if _seen[0] == _spec.get('nth', 1):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    sys.addaudithook(_hook)
+'''
+
+
+def kill_env(tmp_root, event, match, arg=0, nth=1):
+    """Environment that SIGKILLs the Python process at the nth audit ``event`` whose argument ``arg`` contains ``match``.
+
+    A sitecustomize file outside the collection installs the audit hook (PEP 578), so the module under test holds no
+    test switch: the kill hits the real code at the real system call, e.g. ``os.rename`` of the temporary file onto
+    config.toml.
+    """
+    hook_dir = tmp_root / 'killhook'
+    hook_dir.mkdir(exist_ok=True)
+    (hook_dir / 'sitecustomize.py').write_text(KILL_HOOK)
+    return {'PYTHONPATH': str(hook_dir), 'DOOD_TEST_KILL_AT': json.dumps({'event': event, 'match': match, 'arg': arg, 'nth': nth})}
