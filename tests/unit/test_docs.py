@@ -1,0 +1,132 @@
+# Copyright (c) dood.gitlab_runner contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The user-facing documentation stays true to the code: variables, commands, messages and examples it quotes exist."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / 'README.md').read_text(encoding='utf-8')
+CONTRIBUTING = (ROOT / 'CONTRIBUTING.md').read_text(encoding='utf-8')
+ROLES = sorted(path.parent.parent.name for path in ROOT.glob('roles/*/meta/argument_specs.yml'))
+
+
+def load_generator():
+    spec = importlib.util.spec_from_file_location('gen_role_docs', ROOT / 'scripts' / 'gen_role_docs.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def spec_options(role):
+    specs = yaml.safe_load((ROOT / 'roles' / role / 'meta' / 'argument_specs.yml').read_text(encoding='utf-8'))
+    return specs['argument_specs']['main']['options']
+
+
+def section(text, title):
+    start = text.index('\n## ' + title)
+    end = text.find('\n## ', start + 1)
+    return text[start:end if end != -1 else len(text)]
+
+
+def test_roles_exist():
+    assert {'docker', 'runner'} <= set(ROLES)
+
+
+@pytest.mark.parametrize('role', ROLES)
+def test_defaults_match_argument_specs(role):
+    """defaults/main.yml and meta/argument_specs.yml name the same variables with the same defaults."""
+    defaults = yaml.safe_load((ROOT / 'roles' / role / 'defaults' / 'main.yml').read_text(encoding='utf-8')) or {}
+    options = spec_options(role)
+    assert sorted(defaults) == sorted(name for name, spec in options.items() if 'default' in spec)
+    mismatched = [name for name, value in defaults.items() if options[name]['default'] != value]
+    assert not mismatched, 'defaults differ from the argument specs: {0}'.format(mismatched)
+
+
+def test_role_reference_is_generated_and_current():
+    generator = load_generator()
+    text = generator.render(ROOT)
+    assert (ROOT / 'docs' / 'roles.md').read_text(encoding='utf-8') == text, 'run python scripts/gen_role_docs.py'
+    for role in ROLES:
+        for name in spec_options(role):
+            assert '#### `{0}`'.format(name) in text
+
+
+def test_markup_conversion():
+    generator = load_generator()
+    names = {'gitlab_runner_url'}
+    out = generator.markup('Set O(gitlab_runner_url=x), C(a b), V(true), M(community.docker.docker_container), '
+                           'I(it), B(bold), U(https://example.com), L(text, https://example.com/x).', 'runner', 'main', names)
+    assert out == ('Set [`gitlab_runner_url=x`](#runner-main-gitlab-runner-url), `a b`, `true`, '
+                   '`community.docker.docker_container`, *it*, **bold**, <https://example.com>, '
+                   '[text](https://example.com/x).')
+
+
+def test_quick_start_runs_what_ci_runs():
+    quick = section(README, 'Quick start')
+    assert 'bash scripts/demo' in quick and 'bash scripts/test' in quick
+    assert re.search(r'^bash scripts/test$', (ROOT / '.ci' / 'run').read_text(encoding='utf-8'), re.M)
+    ci_example = (ROOT / 'examples' / 'gitlab-ci' / 'collection-tests.gitlab-ci.yml').read_text(encoding='utf-8')
+    assert yaml.safe_load(ci_example)['collection-tests']['script'] == ['bash scripts/test']
+
+
+def test_first_screen():
+    """Before the first reference section: the picture, the two commands, the one-line include, a playbook."""
+    first = README[:README.index('\n## Choosing a token flow')]
+    for needle in ('gitlab-runner container', 'job container', 'docker.sock', 'host dockerd', 'bash scripts/demo',
+                   'bash scripts/test', 'roles: [dood.gitlab_runner.runner]', 'gitlab_runner_token:'):
+        assert needle in first, needle
+
+
+def test_readme_minimal_playbook_is_the_example_file():
+    blocks = re.findall(r'```yaml\n(.*?)```', README, re.S)
+    example = (ROOT / 'examples' / 'minimal.yml').read_text(encoding='utf-8')
+    assert example in blocks
+
+
+def test_documented_variables_exist():
+    known = set()
+    for role in ROLES:
+        known |= set(spec_options(role))
+    audit = (ROOT / 'playbooks' / 'audit.yml')
+    if audit.exists():
+        known |= set(re.findall(r'\b(gitlab_runner_audit_\w+)', audit.read_text(encoding='utf-8')))
+    for name, text in (('README.md', README), ('CONTRIBUTING.md', CONTRIBUTING)):
+        used = set(re.findall(r'\b((?:gitlab_runner|docker)_[a-z0-9_]+)\b', text))
+        unknown = sorted(used - known - {'docker_container'})
+        assert not unknown, '{0} names variables no role has: {1}'.format(name, unknown)
+
+
+def source_corpus():
+    texts = []
+    for pattern in ('plugins/**/*.py', 'roles/**/*.yml', 'roles/**/*.j2'):
+        texts.extend(path.read_text(encoding='utf-8') for path in ROOT.glob(pattern))
+    text = '\n'.join(texts)
+    text = re.sub(r'''['"]\s*\n\s*['"]''', '', text)  # Python's implicit concatenation of string literals
+    text = text.replace("\\'", "'")
+    return ' '.join(text.split())
+
+
+def test_troubleshooting_messages_exist():
+    """Each message quoted in the README's table is still what the code says (wildcards: '...', ..., N, HTTP codes)."""
+    table = section(README, 'Troubleshooting')
+    rows = [line for line in table.splitlines() if line.startswith('| `')]
+    assert len(rows) >= 8
+    corpus = source_corpus()
+    for row in rows:
+        first = row.split(' | ')[0]
+        spans = [a or b for a, b in re.findall(r'``\s(.+?)\s``|`([^`]+)`', first)]
+        checked = 0
+        for span in spans:
+            for fragment in re.split(r"'\.\.\.'|\.\.\.|\bN\b|\b[1-5]\d\d\b", span):
+                fragment = fragment.strip(' \'":/()')
+                if len(fragment) >= 12:
+                    assert fragment in corpus, 'README quotes a message the code no longer has: {0!r}'.format(fragment)
+                    checked += 1
+        assert checked, 'nothing checkable in {0!r}'.format(first)
