@@ -173,7 +173,7 @@ class Session:
         return {'label': label, 'dir': base, 'inventory': inventory, 'secrets': secret_vars, 'hosts': hosts,
                 'runners_per_host': runners_per_host}
 
-    def run(self, fleet, playbook, forks, extra=None, check=False):
+    def run(self, fleet, playbook, forks, extra=None, check=False, env=None):
         """One measured ansible-playbook run."""
         self.run_seq += 1
         out = str(self.root / 'run-{0:03d}.json'.format(self.run_seq))
@@ -185,7 +185,7 @@ class Session:
                '-e', json.dumps(extra_vars), '-e', '@' + str(fleet['secrets'])]
         if check:
             cmd.append('--check')
-        env = dict(self.env, DOOD_BENCH_TASKS_FILE=tasks_file)
+        env = dict(self.env, DOOD_BENCH_TASKS_FILE=tasks_file, **(env or {}))
         if self.gitlab is not None:
             self.gitlab.clear_requests()
         start = time.monotonic()
@@ -209,11 +209,13 @@ class Session:
                 per_host = json.load(handle)
         except (OSError, ValueError):
             per_host = {}
+        failures = []
         if usage['rc'] != 0:
             with open(out + '.log', encoding='utf-8', errors='replace') as handle:
-                tail = handle.read()[-3000:]
-            print('ansible-playbook failed (rc {0}) for {1} {2}:\n{3}'.format(usage['rc'], fleet['label'], playbook.name, tail),
-                  file=sys.stderr)
+                failures = [line.strip()[:400] for line in handle if line.startswith(('fatal:', 'ERROR!', '[ERROR]'))][:5]
+            print('ansible-playbook failed (rc {0}) for {1} {2}:\n  {3}'.format(usage['rc'], fleet['label'], playbook.name,
+                                                                            '\n  '.join(failures) or '(no fatal line)'),
+                  file=sys.stderr, flush=True)
         executed = [h['executed'] for h in per_host.values()] or [0]
         changed = [h['changed'] for h in per_host.values()] or [0]
         skipped = [h['skipped'] for h in per_host.values()] or [0]
@@ -231,6 +233,7 @@ class Session:
             'skipped_per_host': max(skipped),
             'failed_total': sum(h['failed'] for h in per_host.values()),
             'task_names': next(iter(per_host.values()))['tasks'] if per_host else [],
+            'failures': failures,
         }
         if self.gitlab is not None:
             result['api'] = self.api_log()
@@ -268,11 +271,39 @@ def role_cell(session, hosts, forks, runners_per_host=1):
     fleet = session.fleet(label, hosts, runners_per_host)
     row = {'label': label, 'hosts': hosts, 'forks': forks, 'runners_per_host': runners_per_host}
     row['ping'] = session.run(fleet, PLAYBOOKS / 'ping.yml', forks)
-    row['converge'] = session.run(fleet, PLAYBOOKS / 'role.yml', forks)
-    row['noop'] = session.run(fleet, PLAYBOOKS / 'role.yml', forks)
+    stub = {'ANSIBLE_COLLECTIONS_PATH': '{0}:{1}'.format(HERE / 'stub_collections', session.env['ANSIBLE_COLLECTIONS_PATH'])}
+    row['converge'] = session.run(fleet, PLAYBOOKS / 'role.yml', forks, env=stub)
+    row['noop'] = session.run(fleet, PLAYBOOKS / 'role.yml', forks, env=stub)
     row['noop']['ratio'] = round(row['noop']['wall_s'] / (row['ping']['wall_s'] or 1e-9), 2)
     row['declared_runners'] = hosts * runners_per_host
     return row
+
+
+class Budget:
+    """Bounds the session: estimates a cell from the seconds per host-run measured so far."""
+
+    def __init__(self, seconds, started):
+        self.seconds = seconds
+        self.started = started
+        self.per_host_run = None
+
+    def allows(self, hosts, runs, skipped, label):
+        elapsed = time.monotonic() - self.started
+        estimate = (self.per_host_run or 0.0) * hosts * runs
+        if self.per_host_run is not None and elapsed + estimate > self.seconds:
+            skipped.append('{0}: estimated {1:.0f}s would overrun the {2:.0f}s budget ({3:.0f}s used)'.format(
+                label, estimate, self.seconds, elapsed))
+            return False
+        return True
+
+    def timed(self, hosts, runs, func, *args, **kwargs):
+        learn = kwargs.pop('learn', True)
+        start = time.monotonic()
+        row = func(*args, **kwargs)
+        # Small fleets are dominated by start-up time: only cells of 10 hosts or more teach the rate.
+        if learn and hosts >= 10:
+            self.per_host_run = (time.monotonic() - start) / float(hosts * runs)
+        return row
 
 
 # -- output ----------------------------------------------------------------------------------------------------------------
@@ -415,12 +446,15 @@ def real_gitlab(session, args):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--quick', action='store_true', help='N = 1 and 10 only (a harness check for CI, under 2 minutes)')
+    parser.add_argument('--quick', action='store_true',
+                        help='N = 1 and 10, the 429 run at N = 10, no role run: a harness check for CI, under 2 minutes')
     parser.add_argument('--hosts', type=int, nargs='+', help='fleet sizes (default 1 10 50 200; --quick: 1 10)')
     parser.add_argument('--forks', type=int, nargs='+', default=[10, 50])
     parser.add_argument('--backoff-share', type=float, default=0.1, help='share of API requests answered 429 in the backoff run')
     parser.add_argument('--no-role', action='store_true', help='skip the whole-role measurement')
     parser.add_argument('--output', default=str(HERE / 'results' / 'latest.json'), help='where the JSON goes')
+    parser.add_argument('--budget', type=float, default=1200.0,
+                        help='seconds; a cell whose estimated time would overrun it is skipped and listed as such')
     parser.add_argument('--keep', action='store_true', help='keep the scratch directory (inventories, logs)')
     parser.add_argument('--gitlab-url', help='a real GitLab: read-only no-op mode (check mode), needs --config-toml')
     parser.add_argument('--config-toml', help='an existing config.toml whose runners exist on --gitlab-url')
@@ -437,7 +471,7 @@ def main(argv=None):
         args.hosts = [1, 10] if args.quick else [1, 10, 50, 200]
     session = Session(args)
     started = time.monotonic()
-    rows, role_rows = [], []
+    rows, role_rows, skipped = [], [], []
     try:
         if args.gitlab_url:
             if not args.config_toml:
@@ -445,18 +479,24 @@ def main(argv=None):
             rows = real_gitlab(session, args)
         else:
             session.start_fake()
+            budget = Budget(args.budget, started)
             for hosts in args.hosts:
                 for forks in args.forks:
-                    rows.append(cell(session, hosts, forks))
-                    print('done {0} (elapsed {1:.0f}s)'.format(rows[-1]['label'], time.monotonic() - started), flush=True)
-            multi_hosts = 10
-            rows.append(cell(session, multi_hosts, 10, runners_per_host=10, steps=('converge', 'noop')))
+                    if budget.allows(hosts, 4, skipped, 'n{0}-f{1}'.format(hosts, forks)):
+                        rows.append(budget.timed(hosts, 4, cell, session, hosts, forks))
+                        print('done {0} (elapsed {1:.0f}s)'.format(rows[-1]['label'], time.monotonic() - started), flush=True)
+            if not args.quick and budget.allows(10 * 3, 3, skipped, 'n10-f10-r10'):
+                rows.append(budget.timed(10 * 3, 3, cell, session, 10, 10, runners_per_host=10, steps=('converge', 'noop'), learn=False))
             backoff_hosts = 10 if args.quick else 50
-            rows.append(cell(session, backoff_hosts, 50, backoff_share=args.backoff_share, steps=('converge', 'noop')))
-            if not args.no_role and (PLAYBOOKS / 'role.yml').exists():
-                for hosts in ([10] if args.quick else [10, 50]):
-                    role_rows.append(role_cell(session, hosts, min(hosts, 50)))
-                role_rows.append(role_cell(session, 10, 10, runners_per_host=10))
+            if budget.allows(backoff_hosts, 3, skipped, 'n{0}-f50-429'.format(backoff_hosts)):
+                rows.append(budget.timed(backoff_hosts, 3, cell, session, backoff_hosts, 50, backoff_share=args.backoff_share,
+                                         steps=('converge', 'noop'), learn=False))
+            if not args.no_role and not args.quick:
+                for hosts, per_host in [(10, 1)]:
+                    # A role run costs about ten module runs (its tasks per host, plus fact gathering).
+                    if budget.allows(hosts * 10, 3, skipped, 'role-n{0}-r{1}'.format(hosts, per_host)):
+                        role_rows.append(budget.timed(hosts * 10, 3, role_cell, session, hosts, min(hosts, 50), runners_per_host=per_host,
+                                                      learn=False))
     finally:
         session.stop()
     elapsed = time.monotonic() - started
@@ -467,12 +507,14 @@ def main(argv=None):
         print(line)
     for line in growth_sentence(rows):
         print('growth: ' + line)
+    for line in skipped:
+        print('SKIPPED ' + line)
     print('\nmatrix took {0:.0f}s'.format(elapsed))
     for row in rows + role_rows:
         row.pop('fleet', None)
     report = {'elapsed_s': round(elapsed, 1), 'rows': rows, 'role_rows': role_rows, 'goals': goals(rows, role_rows),
               'growth': growth_sentence(rows), 'python': sys.version.split()[0], 'cpus': os.cpu_count(),
-              'backoff_share': args.backoff_share, 'quick': args.quick}
+              'backoff_share': args.backoff_share, 'quick': args.quick, 'skipped': skipped}
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=1, default=str))
