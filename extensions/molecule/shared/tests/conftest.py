@@ -12,6 +12,9 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 import urllib.request
 from pathlib import Path
@@ -31,6 +34,21 @@ def _load(path: Path) -> dict:
 
 def sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def run_playbook(playbook: Path, extra_vars: dict | None = None, check: bool = False) -> str:
+    """Run a playbook against the scenario's inventory (extra vars hold no secret); return its output."""
+    binary = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) or "ansible-playbook"
+    command = [binary, "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook)]
+    if extra_vars is not None:
+        extra_file = EPHEMERAL_DIR / "verify-extra-vars.json"
+        extra_file.write_text(json.dumps(extra_vars), encoding="utf-8")
+        command += ["-e", f"@{extra_file}"]
+    if check:
+        command.append("--check")
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=os.environ.copy(), timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return result.stdout
 
 
 @pytest.fixture(scope="session")

@@ -8,33 +8,20 @@ molecule check step that follows still finds nothing to change.
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 import time
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from conftest import EPHEMERAL_DIR, sha256
+from conftest import run_playbook, sha256
 
 NEW_LIMIT = 7
 PLAYBOOK = Path(__file__).resolve().parents[1] / "reconfigure.yml"
 
 
 def converge(extra_vars: dict) -> str:
-    """Run the runner role with the scenario's settings plus extra vars (no secret in them); return its output."""
-    playbook = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) or "ansible-playbook"
-    extra_file = EPHEMERAL_DIR / "reconfigure-vars.json"
-    extra_file.write_text(json.dumps(extra_vars), encoding="utf-8")
-    result = subprocess.run(
-        [playbook, "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(PLAYBOOK), "-e", f"@{extra_file}"],
-        capture_output=True, text=True, check=False, env=os.environ.copy(), timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    return result.stdout
+    return run_playbook(PLAYBOOK, extra_vars)
 
 
 def wait_for(predicate, timeout=20.0, interval=1.0):
