@@ -40,9 +40,11 @@ def new_registration_token():
 class FakeGitLab:
     """Start ``server.py`` on a free loopback port; usable as a context manager."""
 
-    def __init__(self, tls_cert=None, tls_key=None, python=None, seed=None, quiet=True, start_timeout=15.0):
+    def __init__(self, tls_cert=None, tls_key=None, python=None, seed=None, quiet=True, start_timeout=15.0, tls_ca=None):
         self.tls_cert = tls_cert
         self.tls_key = tls_key
+        # The CA that signed tls_cert, when it is not self-signed (a leaf is no trust anchor for OpenSSL).
+        self.tls_ca = tls_ca
         self.python = python or os.environ.get("FAKE_GITLAB_PYTHON") or sys.executable
         self.initial_seed = seed
         self.quiet = quiet
@@ -64,7 +66,7 @@ class FakeGitLab:
             cmd.append("--quiet")
         if self.tls_cert:
             cmd += ["--tls-cert", self.tls_cert, "--tls-key", self.tls_key]
-            self._ssl_context = ssl.create_default_context(cafile=self.tls_cert)
+            self._ssl_context = ssl.create_default_context(cafile=self.tls_ca or self.tls_cert)
         if self.initial_seed is not None:
             seed_file = os.path.join(self._tmpdir, "seed.json")
             with open(seed_file, "w", encoding="utf-8") as handle:
