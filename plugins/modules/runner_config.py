@@ -753,9 +753,9 @@ class RunnerConfigManager:
     def _check_ca(name, what, **where):
         try:
             ssl.create_default_context().load_verify_locations(**where)
-        except (ssl.SSLError, IOError, ValueError) as exc:
-            raise RunnerConfigError('Runner {0!r}: {1} could not be loaded as a PEM CA certificate ({2}); give the CA '
-                                    'certificate that signed GitLab\'s certificate.'.format(name, what, to_native(getattr(exc, 'reason', None) or exc)))
+        except (ssl.SSLError, IOError, ValueError):
+            raise RunnerConfigError('Runner {0!r}: {1} could not be loaded as a PEM CA certificate; give the CA '
+                                    'certificate that signed GitLab\'s certificate.'.format(name, what))
 
     def validate_creation(self, runner):
         params = runner.params
@@ -864,7 +864,7 @@ class RunnerConfigManager:
         try:
             parsed = config_toml.parse(raw)
         except config_toml.ConfigTomlError as exc:
-            raise RunnerConfigError('{0} is not valid TOML: {1}. Fix or move the file away; it was left unchanged.'.format(
+            raise RunnerConfigError('Cannot use {0}: {1}. Fix or move the file away; it was left unchanged.'.format(
                 self.path, config_toml.mask_text(to_native(exc), self.secrets)))
         runners = parsed.get('runners', [])
         if not isinstance(runners, list) or not all(isinstance(r, dict) for r in runners):
