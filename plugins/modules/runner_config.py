@@ -503,7 +503,7 @@ EXECUTORS = ['shell', 'custom', 'instance', 'docker', 'docker-windows', 'docker-
              'parallels', 'virtualbox']
 SYSTEM_ID_RE = re.compile(r'^[sr]_[0-9a-zA-Z]{12}$')
 # Names tempfile.mkstemp gives the module's temporary files (write_file, check_writable): '.' + file name + '.' + 8.
-STALE_TEMP_RE = r'^\.({0}|\.dood_gitlab_runner\.json|\.runner_system_id)\.[a-z0-9_]{{8}}$'
+STALE_TEMP_RE = r'^\.({0}|\.dood_gitlab_runner\.json|\.runner_system_id)\.(probe\.)?[a-z0-9_]{{8}}$'
 # A creation recorded as pending this long before GitLab's created_at still matches (clocks of host and GitLab differ).
 CLOCK_SKEW = 300
 
@@ -964,7 +964,7 @@ class RunnerConfigManager:
     def check_writable(self):
         """Fail before anything is sent to GitLab when config.toml could not be written afterwards."""
         try:
-            fd, probe = tempfile.mkstemp(prefix='.' + os.path.basename(self.path) + '.', dir=self.dir)
+            fd, probe = tempfile.mkstemp(prefix='.' + os.path.basename(self.path) + '.probe.', dir=self.dir)
             os.close(fd)
             os.unlink(probe)
         except OSError as exc:

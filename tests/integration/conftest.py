@@ -406,7 +406,7 @@ def tls_material(tmp_path_factory):
 
 
 KILL_HOOK = '''
-import json, os, signal, sys
+import json, os, re, signal, sys
 _spec = os.environ.get('DOOD_TEST_KILL_AT')
 if _spec:
     _spec = json.loads(_spec)
@@ -419,7 +419,7 @@ if _spec:
             value = os.fsdecode(args[_spec.get('arg', 0)])
         except Exception:
             return
-        if _spec['match'] not in value:
+        if not re.search(_spec['match'], value):
             return
         _seen[0] += 1
         if _seen[0] == _spec.get('nth', 1):
@@ -430,7 +430,7 @@ if _spec:
 
 
 def kill_env(tmp_root, event, match, arg=0, nth=1):
-    """Environment that SIGKILLs the Python process at the nth audit ``event`` whose argument ``arg`` contains ``match``.
+    """Environment that SIGKILLs the Python process at the nth audit ``event`` whose argument ``arg`` matches ``match``.
 
     A sitecustomize file outside the collection installs the audit hook (PEP 578), so the module under test holds no
     test switch: the kill hits the real code at the real system call, e.g. ``os.rename`` of the temporary file onto
