@@ -213,8 +213,8 @@ class Session:
         if usage['rc'] != 0:
             with open(out + '.log', encoding='utf-8', errors='replace') as handle:
                 failures = [line.strip()[:400] for line in handle if line.startswith(('fatal:', 'ERROR!', '[ERROR]'))][:5]
-            print('ansible-playbook failed (rc {0}) for {1} {2}:\n  {3}'.format(usage['rc'], fleet['label'], playbook.name,
-                                                                            '\n  '.join(failures) or '(no fatal line)'),
+            detail = '\n  '.join(failures) or '(no fatal line)'
+            print('ansible-playbook failed (rc {0}) for {1} {2}:\n  {3}'.format(usage['rc'], fleet['label'], playbook.name, detail),
                   file=sys.stderr, flush=True)
         executed = [h['executed'] for h in per_host.values()] or [0]
         changed = [h['changed'] for h in per_host.values()] or [0]
