@@ -119,8 +119,8 @@ def test_audit_reports_every_finding(gitlab, tmp_path, ansible_env, fleet):
 
 def test_audit_fail_switch_and_file_only_mode(gitlab, tmp_path, ansible_env, fleet):
     mark = gitlab.requests()[-1]['seq']
-    proc = run_audit(tmp_path, ansible_env, list(fleet['hosts'].values()), {'gitlab_runner_audit_fail': True,
-                                                                         'gitlab_runner_audit_expiry_days': 7})
+    proc = run_audit(tmp_path, ansible_env, list(fleet['hosts'].values()),
+                     {'gitlab_runner_audit_fail': True, 'gitlab_runner_audit_expiry_days': 7})
     # Without an API token: the files alone, no request, and the failure names what was found.
     assert proc.returncode != 0
     assert '1 shared system_id(s)' in proc.stdout
