@@ -13,14 +13,11 @@ options:
   api_url:
     description:
       - Base URL of the GitLab instance, without C(/api/v4), for example C(https://gitlab.example.com).
-      - Used for every runner that does not set its own O(runners[].url), and written as the runner's C(url).
       - If not set, the environment variable E(GITLAB_URL) is used.
     type: str
   api_token:
     description:
       - A personal, group or project access token, sent as C(PRIVATE-TOKEN).
-      - Needed to create runners with O(runners[].runner_type), to repair server-side settings, to find a runner
-        again after C(config.toml) was lost, and to delete runners by id.
       - Scopes C(create_runner) allow creating only; reconciling and deleting need C(manage_runner) (or C(api)).
       - If not set, the environment variable E(GITLAB_API_TOKEN) is used.
     type: str

@@ -34,7 +34,7 @@ attributes:
     support: full
     description: Never changes anything; C(changed) is always false.
 options:
-  # api_url and api_token are documented here again: the shared fragment's text describes runner_config's use of them.
+  # api_url and api_token override the shared fragment: this module only reads, and only from api_url.
   api_url:
     description:
       - Base URL of the GitLab instance, without C(/api/v4), for example C(https://gitlab.example.com).
