@@ -1092,7 +1092,7 @@ class RunnerConfigManager:
         api = self.client(runner)
         query = {'type': pending['runner_type']} if pending.get('runner_type') else {}
         scopes = [pending['scope']] if pending.get('scope') else ['/runners/all', '/runners']
-        listed = None
+        listed = failure = None
         for scope in scopes:
             try:
                 listed = api.list_runners(runner.api_token, scope, query)
@@ -1581,7 +1581,7 @@ def main():
         retries=dict(type='int', default=3),
         retry_delay=dict(type='float', default=1.0),
         retry_max_delay=dict(type='float', default=60.0),
-        token_renewal_days=dict(type='int', default=7),
+        token_renewal_days=dict(type='int', default=7, no_log=False),
         allow_http=dict(type='bool', default=False),
         server_check=dict(type='str', default='auto', choices=['auto', 'verify', 'never']),
         prune=dict(type='bool', default=False),
