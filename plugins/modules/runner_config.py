@@ -375,6 +375,20 @@ EXAMPLES = r'''
         docker:
           image: docker:27-cli
 
+- name: GitLab behind a private CA (PEM text from a file on the controller), failing fast when GitLab is down
+  dood.gitlab_runner.runner_config:
+    api_url: https://gitlab.internal.example.com
+    api_token: "{{ vault_gitlab_api_token }}"
+    ca_content: "{{ lookup('ansible.builtin.file', 'files/internal-ca.pem') }}"
+    timeout: 10
+    retries: 1
+    retry_max_delay: 10
+    runners:
+      - name: "{{ inventory_hostname }}-docker"
+        runner_type: group_type
+        group_id: 7
+        tag_list: [docker-dood]
+
 - name: Remove one runner and every entry that is not declared
   dood.gitlab_runner.runner_config:
     api_url: https://gitlab.example.com

@@ -93,6 +93,7 @@ def wait_fault_hit(gitlab, deadline=60.0):
 
 
 def wait_delayed_done(gitlab, deadline=30.0):
+    """Wait until GitLab has handled every request a delay fault held (each test adds its delay faults once)."""
     end = time.time() + deadline
     while time.time() < end:
         held = sum(f['hits'] for f in gitlab.faults() if f['kind'] == 'delay')
