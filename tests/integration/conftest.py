@@ -377,6 +377,8 @@ def make_tls_material(directory):
                 .add_extension(x509.SubjectAlternativeName([x509.DNSName('localhost'),
                                                             x509.IPAddress(ipaddress.ip_address('127.0.0.1'))]), critical=False)
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key.public_key()), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
                 .sign(issuer_key, hashes.SHA256()))
 
     ca_key = key()
@@ -384,6 +386,10 @@ def make_tls_material(directory):
                .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(now).not_valid_after(now + timedelta(days=2))
                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+               .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                            encipher_only=False, decipher_only=False), critical=True)
                .sign(ca_key, hashes.SHA256()))
     server_key = key()
     server_cert = leaf(server_key, ca_cert.subject, ca_key, 'localhost')
