@@ -1266,10 +1266,17 @@ class RunnerConfigManager:
         return changes
 
     def unregister(self, runner, entry, created_here):
-        """Remove a runner from GitLab: by id with an API token, else with its own token (facts §1.5)."""
+        """Remove a runner from GitLab: by id with an API token, else with its own token (facts §1.5).
+
+        ``created_here`` is None for an entry this module has no record of (written by ``gitlab-runner register``,
+        say): then gitlab-runner's own unregister rule applies, a ``glrt-`` token loses only this host's manager and
+        any other token deletes the runner (facts §3.3), so pruning such an entry leaves no orphan behind.
+        """
         token = entry.get('token')
         runner_id = int(entry.get('id') or 0)
         api = self.client(runner)
+        if created_here is None:
+            created_here = not (token or '').startswith('glrt-')
         if not created_here and token:
             # A token handed in from outside may serve other hosts too: remove only this host's manager.
             api.delete_manager(token, self.system_id_value)
@@ -1327,7 +1334,7 @@ class RunnerConfigManager:
                         self.state['pending'].pop(runner.name, None)
                     if entry is not None:
                         if not self.check_mode:
-                            self.unregister(runner, entry, record.get('created', False))
+                            self.unregister(runner, entry, record.get('created'))
                         entries.remove(entry)
                         self.state['runners'].pop(runner.name, None)
                         persist()
@@ -1368,7 +1375,7 @@ class RunnerConfigManager:
                 ghost.url = entry.get('url') or ghost.url
                 try:
                     if not self.check_mode:
-                        self.unregister(ghost, entry, self.state['runners'].get(ghost.name, {}).get('created', False))
+                        self.unregister(ghost, entry, self.state['runners'].get(ghost.name, {}).get('created'))
                 except GitLabError as exc:
                     self.fail(self.describe_error(ghost, exc), runners=self.results)
                 entries.remove(entry)

@@ -331,3 +331,29 @@ def test_file_structure_matches_gitlab_runner(gitlab, host):
     assert '\n    [[runners.docker.services]]\n' in text
     assert '\n  [runners.docker]\n' in text
     assert text.index('  name = "dood"') < text.index('  url = ') < text.index('  id = ') < text.index('  executor = ')
+
+
+def test_prune_entries_written_by_gitlab_runner_register(gitlab, host):
+    """Entries this module never recorded follow gitlab-runner's unregister rule: no orphan, no shared runner lost."""
+    admin, _group, project = project_setup(gitlab)
+    reg = gitlab.registration_token('instance')
+    status, _h, legacy = gitlab.api('POST', '/runners', body={'token': reg, 'description': 'old'})
+    assert status == 201
+    shared_id, shared = create_runner(gitlab, admin, project)
+    system_id = 's_0123456789ab'
+    (host.dir / '.runner_system_id').write_text(system_id)
+    gitlab.api('POST', '/runners/verify', body={'token': shared, 'system_id': system_id})
+    # What `gitlab-runner register` leaves behind: entries with their tokens and ids, no state of this module.
+    host.path.write_text(
+        'concurrent = 1\n\n'
+        '[[runners]]\n  name = "old-legacy"\n  url = "{0}"\n  id = {1}\n  token = "{2}"\n  executor = "shell"\n\n'
+        '[[runners]]\n  name = "old-shared"\n  url = "{0}"\n  id = {3}\n  token = "{4}"\n  executor = "shell"\n'.format(
+            gitlab.url, legacy['id'], legacy['token'], shared_id, shared))
+    result = host.run({'api_url': gitlab.url, 'prune': True, 'runners': []})
+    assert not result.failed, result.msg
+    assert result.actions() == {'old-legacy': 'removed', 'old-shared': 'removed'}
+    assert gitlab.runner_by_id(legacy['id']) is None, 'a legacy runner pruned from the file must not stay orphaned'
+    remaining = gitlab.runner_by_id(shared_id)
+    assert remaining is not None, 'a glrt- runner may serve other hosts: only this host\'s manager goes'
+    assert [m['system_id'] for m in remaining['managers']] == []
+    assert host.config().get('runners', []) == []
