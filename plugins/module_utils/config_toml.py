@@ -625,10 +625,53 @@ def _strict_equal(a, b):
     return type(a) is type(b) and a == b
 
 
+# Values gitlab-runner writes for settings nobody set when it re-encodes the whole file (after rotating a token,
+# for instance): NewConfig's defaults and the zero values its encoder keeps (facts §2.0, §2.1, §2.2). A file with
+# them means the same to gitlab-runner as one without, so they must not make the module rewrite the file.
+_IMPLICIT_GLOBALS = (('concurrent', 1), ('check_interval', 0), ('shutdown_timeout', 0), ('connection_max_age', '15m0s'))
+_IMPLICIT_CACHE_ZEROS = ('MaxUploadedArchiveSize', 'AssumeRoleMaxConcurrency')
+
+
+def _drop_empty_tables(table, zero_keys=()):
+    for key in list(table):
+        value = table[key]
+        if key in zero_keys and type(value) is int and value == 0:
+            del table[key]
+        elif isinstance(value, dict):
+            _drop_empty_tables(value, zero_keys)
+            if not value:
+                del table[key]
+
+
+def drop_implicit_defaults(config):
+    """Deep copy of a normalized ``config`` without the values gitlab-runner writes for unset settings."""
+    result = copy.deepcopy(config)
+    for key, value in _IMPLICIT_GLOBALS:
+        if key in result and type(result[key]) is type(value) and result[key] == value:
+            del result[key]
+    session = result.get('session_server')
+    if isinstance(session, dict):
+        if session.get('session_timeout') == 1800 and type(session.get('session_timeout')) is int:
+            del session['session_timeout']
+        if not session:
+            del result['session_server']
+    for runner in result.get('runners') or ():
+        if not isinstance(runner, dict):
+            continue
+        if isinstance(runner.get('cache'), dict):
+            _drop_empty_tables(runner['cache'], _IMPLICIT_CACHE_ZEROS)
+            if not runner['cache']:
+                del runner['cache']
+        if runner.get('feature_flags') == {}:
+            del runner['feature_flags']
+    return result
+
+
 def semantic_equal(a, b):
     """True when two configurations mean the same to gitlab-runner: compared after ``normalize``
-    (duration spelling, ``None``); table key order does not matter, everything else does."""
-    return _strict_equal(normalize(a), normalize(b))
+    (duration spelling, ``None``) and without the defaults gitlab-runner writes for unset settings;
+    table key order does not matter, everything else does."""
+    return _strict_equal(drop_implicit_defaults(normalize(a)), drop_implicit_defaults(normalize(b)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -247,9 +247,16 @@ def test_token_rotated_by_runner_survives(gitlab, host):
     assert status == 201
     new_token = data['token']
     cfg = host.config()
+    # ... re-encoding the whole file: the values it keeps for unset settings come along (facts §2.1).
     text = host.path.read_text().replace(token, new_token)
+    assert text.lstrip().startswith('[[runners]]'), 'the declaration sets no global key'
+    text = ('concurrent = 1\ncheck_interval = 0\nconnection_max_age = "15m0s"\nshutdown_timeout = 0\n\n'
+            '[session_server]\n  session_timeout = 1800\n\n' + text.lstrip() +
+            '  [runners.cache]\n    MaxUploadedArchiveSize = 0\n    [runners.cache.s3]\n      AssumeRoleMaxConcurrency = 0\n'
+            '    [runners.cache.gcs]\n    [runners.cache.azure]\n')
     host.path.write_text(text)
     host.path.chmod(0o600)
+    rewritten = host.raw()
 
     for _i in range(2):
         mark = last_seq(gitlab)
@@ -259,6 +266,7 @@ def test_token_rotated_by_runner_survives(gitlab, host):
         assert host.config()['runners'][0]['token'] == new_token, 'the rotated token must never be replaced by the old one'
     assert len(writes(gitlab, mark)) == 0
     assert cfg['runners'][0]['id'] == host.config()['runners'][0]['id']
+    assert host.raw() == rewritten, 'a file gitlab-runner re-encoded means the same: it is left alone'
 
 
 def test_new_declared_token_replaces_old(gitlab, host):

@@ -597,7 +597,10 @@ def test_semantic_equal_ignores_duration_spelling_and_key_order():
     lambda c: c['runners'].reverse(),
     lambda c: c.__setitem__('connection_max_age', '16m'),
     lambda c: c.__setitem__('connection_max_age', '1h30min'),
-    lambda c: c['runners'][0]['cache'].pop('gcs'),
+    lambda c: c['runners'][0]['cache'].pop('s3'),
+    lambda c: c['runners'][0]['cache'].__setitem__('MaxUploadedArchiveSize', 1),
+    lambda c: c.__setitem__('concurrent', 2),
+    lambda c: c.__setitem__('check_interval', 1),
     lambda c: c['runners'][0].__setitem__('token_obtained_at', c['runners'][0]['token_obtained_at'].replace(tzinfo=None)),
     lambda c: c['runners'][0].__setitem__('token_expires_at', ct.ZERO_TIME + datetime.timedelta(seconds=1)),
     lambda c: c['runners'][1].__setitem__('unhealthy_interval', 3600),
@@ -609,6 +612,28 @@ def test_semantic_equal_sees_real_changes(change):
     change(after)
     assert not ct.semantic_equal(before, after)
     assert ct.semantic_equal(before, copy.deepcopy(before))
+
+
+def test_semantic_equal_ignores_what_gitlab_runner_writes_for_unset_settings():
+    # A file gitlab-runner re-encoded (after rotating a token, facts §2.1) against what the module declared.
+    declared = {'runners': [{'name': 'r', 'url': 'https://gitlab.example.com', 'id': 1, 'token': 'T',
+                             'token_obtained_at': ct.ZERO_TIME, 'token_expires_at': ct.ZERO_TIME, 'executor': 'docker',
+                             'docker': {'image': 'docker:27-cli'}}]}
+    rewritten = copy.deepcopy(declared)
+    rewritten.update({'concurrent': 1, 'check_interval': 0, 'connection_max_age': '15m0s', 'shutdown_timeout': 0,
+                      'session_server': {'session_timeout': 1800}})
+    rewritten['runners'][0]['cache'] = {'MaxUploadedArchiveSize': 0, 's3': {'AssumeRoleMaxConcurrency': 0}, 'gcs': {}, 'azure': {}}
+    rewritten['runners'][0]['feature_flags'] = {}
+    assert ct.semantic_equal(declared, rewritten)
+    assert ct.semantic_equal(ct.parse(ct.render(rewritten)), declared)
+    # Only the defaults themselves: a set value is a real difference.
+    for key, value in (('concurrent', 4), ('check_interval', 3), ('connection_max_age', '30m0s'), ('shutdown_timeout', 30)):
+        changed = copy.deepcopy(rewritten)
+        changed[key] = value
+        assert not ct.semantic_equal(declared, changed), key
+    changed = copy.deepcopy(rewritten)
+    changed['session_server']['session_timeout'] = 600
+    assert not ct.semantic_equal(declared, changed)
 
 
 # ------------------------------------------------------------------------------------------------
