@@ -635,7 +635,7 @@ _IMPLICIT_CACHE_ZEROS = ('MaxUploadedArchiveSize', 'AssumeRoleMaxConcurrency')
 def _drop_empty_tables(table, zero_keys=()):
     for key in list(table):
         value = table[key]
-        if key in zero_keys and type(value) is int and value == 0:
+        if key in zero_keys and isinstance(value, int) and not isinstance(value, bool) and value == 0:
             del table[key]
         elif isinstance(value, dict):
             _drop_empty_tables(value, zero_keys)
@@ -647,11 +647,11 @@ def drop_implicit_defaults(config):
     """Deep copy of a normalized ``config`` without the values gitlab-runner writes for unset settings."""
     result = copy.deepcopy(config)
     for key, value in _IMPLICIT_GLOBALS:
-        if key in result and type(result[key]) is type(value) and result[key] == value:
+        if key in result and _strict_equal(result[key], value):
             del result[key]
     session = result.get('session_server')
     if isinstance(session, dict):
-        if session.get('session_timeout') == 1800 and type(session.get('session_timeout')) is int:
+        if _strict_equal(session.get('session_timeout'), 1800):
             del session['session_timeout']
         if not session:
             del result['session_server']
