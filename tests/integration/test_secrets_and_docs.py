@@ -62,3 +62,17 @@ def test_ansible_doc_renders_every_token_flow(ansible_env):
                    'project_type', 'vault_runner_token', 'vault_registration_token', 'vault_gitlab_api_token',
                    'check_mode', 'diff_mode'):
         assert needle in text, needle
+
+
+def test_ansible_doc_renders_every_role_variable(ansible_env):
+    import yaml  # pylint: disable=import-outside-toplevel
+    ansible_doc = Path(__import__('sys').executable).with_name('ansible-doc')
+    root = Path(__file__).resolve().parents[2]
+    for role in ('docker', 'runner'):
+        specs = yaml.safe_load((root / 'roles' / role / 'meta' / 'argument_specs.yml').read_text())
+        options = specs['argument_specs']['main']['options']
+        proc = subprocess.run([str(ansible_doc), '-t', 'role', 'dood.gitlab_runner.' + role], env=ansible_env,
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+        missing = [name for name in options if name not in proc.stdout]
+        assert options and missing == [], (role, missing)
