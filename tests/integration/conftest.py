@@ -66,15 +66,21 @@ class Result:
         self.stdout = proc.stdout
         self.stderr = proc.stderr
         self.data = data
-        self.task = None
+        self.task = self.task_of(data)
+        self.output = proc.stdout + proc.stderr
+
+    @staticmethod
+    def task_of(data):
+        """The module's result for the host, from the ansible.posix.json callback's output."""
+        found = None
         if data is not None:
             plays = data.get('plays') or []
             tasks = plays[0]['tasks'] if plays else []
             for task in tasks:
                 hosts = task.get('hosts') or {}
                 if hosts:
-                    self.task = next(iter(hosts.values()))
-        self.output = proc.stdout + proc.stderr
+                    found = next(iter(hosts.values()))
+        return found
 
     @property
     def changed(self):
@@ -191,14 +197,9 @@ def ladder(run, params, first_action=None):
 class ModuleResult(Result):
     """The JSON a module printed when run directly (no ansible-playbook): the same accessors as Result."""
 
-    def __init__(self, proc, data):  # pylint: disable=super-init-not-called
-        self.proc = proc
-        self.rc = proc.returncode
-        self.stdout = proc.stdout
-        self.stderr = proc.stderr
-        self.data = data
-        self.task = data
-        self.output = proc.stdout + proc.stderr
+    @staticmethod
+    def task_of(data):
+        return data
 
 
 def run_module_directly(host, params, check=False, extra_env=None, timeout=120):
