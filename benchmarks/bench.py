@@ -31,9 +31,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PLAYBOOKS = HERE / 'playbooks'
-sys.path.insert(0, str(ROOT / 'tools' / 'fake_gitlab'))
+sys.path.insert(0, str(ROOT / 'tools'))
 
-from harness import FakeGitLab  # noqa: E402  pylint: disable=wrong-import-position,import-error
+from fake_gitlab.harness import FakeGitLabProcess  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 WRITES = ('POST', 'PUT', 'DELETE')
 ALNUM = string.ascii_letters + string.digits
@@ -110,7 +110,7 @@ class Session:
 
     # -- GitLab ------------------------------------------------------------------------------------------------------
     def start_fake(self):
-        self.gitlab = FakeGitLab().start()
+        self.gitlab = FakeGitLabProcess().start()
         self.api_token = self.gitlab.new_user(admin=True)
         group = self.gitlab.new_group(self.api_token)
         self.project_id = self.gitlab.new_project(self.api_token, group_id=group)

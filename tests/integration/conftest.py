@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / 'tools' / 'fake_gitlab'))
+sys.path.insert(0, str(ROOT / 'tools'))
 
-from harness import FakeGitLab  # noqa: E402  pylint: disable=wrong-import-position
+from fake_gitlab.harness import FakeGitLabProcess  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def collections_path(tmp_root):
@@ -55,7 +55,7 @@ def ansible_env(tmp_path_factory):
 
 @pytest.fixture()
 def gitlab():
-    with FakeGitLab() as server:
+    with FakeGitLabProcess() as server:
         yield server
 
 

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import FakeGitLab, Host, TcpGate
+from conftest import FakeGitLabProcess, Host, TcpGate
 
 TIMEOUT = 2          # the module's timeout option in this file (not less: a loaded machine must not time out early)
 DELAY = 3            # a "slow response" fault: longer than TIMEOUT
@@ -243,8 +243,8 @@ def wait_for_delayed(gitlab, since, deadline=20.0):
 
 @pytest.fixture(scope='module')
 def env(tls_material):
-    with FakeGitLab(tls_cert=tls_material['cert'], tls_key=tls_material['key'], tls_ca=tls_material['ca']) as gitlab, \
-            FakeGitLab(tls_cert=tls_material['impostor_cert'], tls_key=tls_material['impostor_key']) as impostor:
+    with FakeGitLabProcess(tls_cert=tls_material['cert'], tls_key=tls_material['key'], tls_ca=tls_material['ca']) as gitlab, \
+            FakeGitLabProcess(tls_cert=tls_material['impostor_cert'], tls_key=tls_material['impostor_key']) as impostor:
         gate = TcpGate(gitlab.port)
         try:
             yield {'gitlab': gitlab, 'impostor': impostor, 'gate': gate, 'tls': tls_material}

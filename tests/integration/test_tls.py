@@ -13,12 +13,12 @@ import stat
 
 import pytest
 
-from conftest import FakeGitLab
+from conftest import FakeGitLabProcess
 
 
 @pytest.fixture()
 def tls_gitlab(tls_material):
-    with FakeGitLab(tls_cert=tls_material['cert'], tls_key=tls_material['key'], tls_ca=tls_material['ca']) as server:
+    with FakeGitLabProcess(tls_cert=tls_material['cert'], tls_key=tls_material['key'], tls_ca=tls_material['ca']) as server:
         yield server
 
 

@@ -2,7 +2,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Test harness: run the fake GitLab as a subprocess and drive its control API.
 
-    with FakeGitLab() as gitlab:
+    from fake_gitlab.harness import FakeGitLabProcess     # with tools/ on sys.path
+
+    with FakeGitLabProcess() as gitlab:
         admin = gitlab.new_user(admin=True)
         group_id = gitlab.new_group(admin)
         ...
@@ -37,7 +39,7 @@ def new_registration_token():
     return "GR1348941" + secrets.token_urlsafe(15)[:20]
 
 
-class FakeGitLab:
+class FakeGitLabProcess:
     """Start ``server.py`` on a free loopback port; usable as a context manager."""
 
     def __init__(self, tls_cert=None, tls_key=None, python=None, seed=None, quiet=True, start_timeout=15.0, tls_ca=None):

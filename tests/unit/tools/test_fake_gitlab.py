@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import importlib.util
 import json
 import os
 import secrets
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from email.utils import formatdate
@@ -19,9 +19,9 @@ from email.utils import formatdate
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-_SPEC = importlib.util.spec_from_file_location("fake_gitlab_harness", os.path.join(ROOT, "tools", "fake_gitlab", "harness.py"))
-harness = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(harness)
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+from fake_gitlab import harness  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def sha(value):
@@ -30,7 +30,7 @@ def sha(value):
 
 @pytest.fixture(scope="module")
 def server():
-    with harness.FakeGitLab() as fake:
+    with harness.FakeGitLabProcess() as fake:
         yield fake
 
 
@@ -715,7 +715,7 @@ def test_seed_file_and_runner_seed():
     seed = {"settings": {"allow_runner_registration_token": False},
             "users": [{"username": "root", "admin": True, "tokens": [{"token": token, "scopes": ["read_api"]}]}],
             "runners": [{"runner_type": "instance_type", "token": runner_token, "description": "seeded", "tag_list": ["a"]}]}
-    with harness.FakeGitLab(seed=seed) as fake:
+    with harness.FakeGitLabProcess(seed=seed) as fake:
         status, _h, body = fake.api("GET", "/runners/all", token)
         assert status == 200 and [r["description"] for r in body] == ["seeded"]
         assert fake.api("POST", "/runners/verify", body={"token": runner_token})[0] == 200
@@ -730,7 +730,7 @@ def test_tls(tmp_path):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
                     "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
                    check=True, capture_output=True)
-    with harness.FakeGitLab(tls_cert=cert, tls_key=key) as fake:
+    with harness.FakeGitLabProcess(tls_cert=cert, tls_key=key) as fake:
         assert fake.url.startswith("https://")
         admin = fake.new_user(admin=True)
         created = create(fake, admin, "instance_type")
@@ -761,3 +761,41 @@ def test_requests_are_served_concurrently(world, gl):
         thread.join()
     assert results == [200] * 8
     assert time.time() - started < 2.0  # eight 0.5 s answers overlapped
+
+
+# --------------------------------------------------------------------------
+# Command lines: the file the harness, the README and the molecule image run, and the package
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("form", ["file", "package"])
+def test_command_lines_run_on_the_standard_library_alone(tmp_path, form):
+    """``python3 tools/fake_gitlab/server.py`` (from any directory) and ``python3 -m fake_gitlab`` (from tools/),
+    with no site-packages (-S) and no PYTHON* variables (-E): the server needs nothing beyond the standard library."""
+    python = os.environ.get("FAKE_GITLAB_PYTHON") or sys.executable
+    port_file = str(tmp_path / "port")
+    if form == "file":
+        cmd, cwd = [python, "-E", "-S", harness.SERVER], str(tmp_path)
+    else:
+        cmd, cwd = [python, "-E", "-S", "-m", "fake_gitlab"], os.path.join(ROOT, "tools")
+    cmd += ["--host", "127.0.0.1", "--port", "0", "--port-file", port_file]
+    with subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        try:
+            deadline = time.time() + 15
+            while not os.path.exists(port_file):
+                assert proc.poll() is None, proc.stdout.read().decode()
+                assert time.time() < deadline, "the server did not write its port file"
+                time.sleep(0.02)
+            with open(port_file, encoding="utf-8") as handle:
+                port = int(handle.read())
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/-/fake/health")
+            response = connection.getresponse()
+            assert (response.status, json.loads(response.read())) == (200, {"ok": True})
+            connection.request("GET", "/api/v4/runners")
+            response = connection.getresponse()
+            assert (response.status, json.loads(response.read())) == (401, {"message": "401 Unauthorized"})
+            connection.close()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=5)
+        assert b"listening on http://127.0.0.1:%d" % port in proc.stdout.read()

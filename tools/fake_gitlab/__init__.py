@@ -1,0 +1,16 @@
+# Copyright: Contributors to the dood.gitlab_runner collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A fake GitLab implementing the runner REST API, for tests (see README.md beside this file).
+
+Modules, by concern:
+
+- ``server``: command line and HTTP server (the entry point: ``python3 tools/fake_gitlab/server.py``);
+- ``state``: what the fake knows (users, groups, projects, tokens, runners, managers) and the request log;
+- ``routes``: GitLab's endpoints, with ``params`` (Grape-like parameter checks), ``auth`` (tokens, scopes,
+  permissions), ``entities`` (JSON shapes) and ``errors`` (GitLab's error bodies);
+- ``faults``: injected failures (5xx, 429 with Retry-After, delays, dropped or cut connections);
+- ``control``: the test-facing control API under ``/-/fake``;
+- ``harness``: runs the server as a subprocess for Python tests (``FakeGitLabProcess``).
+
+Standard library only; the server runs on Python 3.9+.
+"""
