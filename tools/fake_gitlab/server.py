@@ -96,7 +96,6 @@ class Server(ThreadingHTTPServer):
             sys.stderr.write("fake-gitlab: connection error from %s: %s\n" % (client_address[0], type(exc).__name__))
 
 
-
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-gitlab"
@@ -264,7 +263,6 @@ class Handler(BaseHTTPRequestHandler):
     do_DELETE = handle_any
     do_PATCH = handle_any
     do_HEAD = handle_any
-
 
 
 def build_server(host="127.0.0.1", port=0, seed=None, tls_cert=None, tls_key=None, max_threads=32, quiet=False):
