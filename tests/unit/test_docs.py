@@ -130,3 +130,132 @@ def test_troubleshooting_messages_exist():
                     assert fragment in corpus, 'README quotes a message the code no longer has: {0!r}'.format(fragment)
                     checked += 1
         assert checked, 'nothing checkable in {0!r}'.format(first)
+
+
+# Where the project's own pages cite sections: "docs/gitlab-runner-config.md §2.8", "docs/x.md` §1, §1.2".
+CITATION = re.compile(r'(docs/[\w./-]+\.md)`?((?:\s*(?:,|and)?\s*§\s*\d+(?:\.\d+)*)+)')
+CITING_SOURCES = ('plugins/**/*.py', 'roles/**/*.yml', 'roles/**/*.j2', 'tools/**/*.py', 'tools/**/*.md',
+                  'tests/**/*.py', 'scripts/**/*.py', 'extensions/**/*.yml', 'docs/**/*.md', '*.md')
+
+
+def headings(path):
+    return re.findall(r'^#+ (.+?)\s*$', path.read_text(encoding='utf-8'), re.M)
+
+
+def section_numbers(path):
+    return {title.split()[0] for title in headings(path) if re.match(r'\d+(\.\d+)*\s', title)}
+
+
+def citing_files():
+    for pattern in CITING_SOURCES:
+        for path in sorted(ROOT.glob(pattern)):
+            if not any(part in ('build', '.venv', '.cache', 'output') for part in path.relative_to(ROOT).parts):
+                yield path
+
+
+def test_section_citations_resolve():
+    """A cited section of a page in docs/ is a heading of that page: renumbering a page breaks this test."""
+    checked = 0
+    for path in citing_files():
+        for page, sections in CITATION.findall(path.read_text(encoding='utf-8')):
+            target = ROOT / page
+            if not target.exists():
+                continue
+            numbers = section_numbers(target)
+            for number in re.findall(r'§\s*(\d+(?:\.\d+)*)', sections):
+                assert number in numbers, '{0} cites {1} §{2}, which has no such section'.format(
+                    path.relative_to(ROOT), page, number)
+                checked += 1
+    assert checked, 'no section citation found'
+
+
+def test_runner_config_page_references_resolve():
+    """The page's own cross-references (§2.0, §4 item 4) name its sections."""
+    page = ROOT / 'docs' / 'gitlab-runner-config.md'
+    numbers = section_numbers(page)
+    assert {'2.0', '2.8', '3.1', '3.5'} <= numbers
+    text = CITATION.sub('', page.read_text(encoding='utf-8'))
+    cited = set(re.findall(r'§(\d+(?:\.\d+)*)', text))
+    assert cited and cited <= numbers, sorted(cited - numbers)
+
+
+def github_anchor(title):
+    title = re.sub(r'[^\w\- ]', '', title.strip().lower().replace('`', ''))
+    return title.replace(' ', '-')
+
+
+def test_relative_links_resolve():
+    """Links between the README, CONTRIBUTING and docs/ point at files (and headings) that exist."""
+    checked = 0
+    for path in [ROOT / 'README.md', ROOT / 'CONTRIBUTING.md'] + sorted((ROOT / 'docs').glob('**/*.md')):
+        for target in re.findall(r'\]\(([^)\s]+)\)', path.read_text(encoding='utf-8')):
+            if re.match(r'[a-z]+:', target):
+                continue
+            file_part, _, anchor = target.partition('#')
+            resolved = (path.parent / file_part).resolve() if file_part else path
+            assert resolved.exists(), '{0} links to {1}, which does not exist'.format(path.relative_to(ROOT), target)
+            if anchor and resolved.suffix == '.md':
+                text = resolved.read_text(encoding='utf-8')
+                anchors = {github_anchor(title) for title in headings(resolved)}
+                anchors |= set(re.findall(r'<a (?:id|name)="([^"]+)"', text))
+                assert anchor in anchors, '{0} links to {1}: no such heading'.format(path.relative_to(ROOT), target)
+            checked += 1
+    assert checked
+
+
+SCHEMA = ROOT / 'docs' / 'gitlab-runner-schema'
+
+
+@pytest.mark.parametrize('table', sorted(path.name for path in SCHEMA.glob('*.tsv')))
+def test_schema_readme_explains_every_table_and_column(table):
+    readme = (SCHEMA / 'README.md').read_text(encoding='utf-8')
+    assert '`{0}`'.format(table) in readme, 'docs/gitlab-runner-schema/README.md does not list ' + table
+    lines = (SCHEMA / table).read_text(encoding='utf-8').splitlines()
+    header = next(line for line in lines if not line.startswith('#')).split('\t')
+    documented = re.findall(r'^\| `(\w+)` \|', section(readme, 'Format'), re.M)
+    assert header == documented, 'columns of {0}: {1}; the README explains {2}'.format(table, header, documented)
+
+
+def read_schema(name):
+    rows = {}
+    for line in (SCHEMA / name).read_text(encoding='utf-8').splitlines():
+        fields = line.split('\t')
+        if not line.startswith('#') and fields[0] != 'key':
+            rows[fields[0]] = fields
+    return rows
+
+
+def key_table_rows(text):
+    """(key path, tag, saved when zero, versions) of each row of the struct tables of docs/gitlab-runner-config.md."""
+    prefix = None
+    for line in text.splitlines():
+        caption = re.match(r'^(Top level of the file|`(\[\[?)([\w.]+)\]\]?`).*\(struct `', line)
+        if caption:
+            path = caption.group(3)
+            if path is None:
+                prefix = ''
+                continue
+            parts = path.split('.')
+            parts[0] = 'runners[]' if parts[0] == 'runners' else parts[0]
+            if caption.group(2) == '[[' and len(parts) > 1:
+                parts[-1] += '[]'
+            prefix = '.'.join(parts) + '.'
+            continue
+        row = re.match(r'^\| `([^`]+)` \| `[^`]+` \| (omitempty|omitzero|—) \| ([^|]+?) \| ([^|]+?) \|$', line)
+        if row and prefix is not None:
+            yield (prefix + row.group(1),) + row.groups()[1:]
+
+
+@pytest.mark.skipif(not (SCHEMA / 'HEAD.tsv').exists(), reason='the per-version key tables are not in docs/ yet')
+def test_runner_config_key_tables_match_schema():
+    """The struct tables of docs/gitlab-runner-config.md say what the per-version schema files say."""
+    versions = {name: read_schema(name + '.tsv') for name in ('v18.10.1', 'v19.3.0', 'HEAD')}
+    rows = list(key_table_rows((ROOT / 'docs' / 'gitlab-runner-config.md').read_text(encoding='utf-8')))
+    assert len(rows) > 150
+    for path, tag, zero, present in rows:
+        head = versions['HEAD'].get(path)
+        assert head, '{0} is not in HEAD.tsv'.format(path)
+        assert tag == ('omitempty' if head[3] else 'omitzero' if head[4] else '—'), path
+        assert zero == head[5], path
+        expected = ('all' if path in versions['v18.10.1'] else '19.3.0, main' if path in versions['v19.3.0'] else 'main')
+        assert present == expected, path
