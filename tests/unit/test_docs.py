@@ -191,7 +191,7 @@ def test_relative_links_resolve():
         for target in re.findall(r'\]\(([^)\s]+)\)', path.read_text(encoding='utf-8')):
             if re.match(r'[a-z]+:', target):
                 continue
-            file_part, _, anchor = target.partition('#')
+            file_part, dummy, anchor = target.partition('#')
             resolved = (path.parent / file_part).resolve() if file_part else path
             assert resolved.exists(), '{0} links to {1}, which does not exist'.format(path.relative_to(ROOT), target)
             if anchor and resolved.suffix == '.md':
