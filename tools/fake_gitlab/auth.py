@@ -49,6 +49,9 @@ def authenticate_user(state, req, route):
         allowed.append("manage_runner")
     if route.pat_scopes == "create" and req.method == "POST":
         allowed.append("create_runner")
+    if route.pat_scopes == "user" and req.method in ("GET", "HEAD"):
+        # allow_access_with_scope :read_user for GET and HEAD (lib/api/users.rb, version.rb, metadata.rb)
+        allowed.append("read_user")
     if not set(allowed) & set(pat["scopes"]):
         raise ApiError(403, {"error": "insufficient_scope",
                              "error_description": "The request requires higher privileges than provided by the access token.",

@@ -115,7 +115,7 @@ class Control:
                 runners.append(item)
             users = []
             for user in state.users.values():
-                entry = dict(user)
+                entry = dict(user, created_at=iso(user["created_at"]))
                 entry["tokens"] = [
                     {"token_sha256": digest, "scopes": pat["scopes"], "expired": pat["expired"], "revoked": pat["revoked"]}
                     for digest, pat in state.pats.items() if pat["user_id"] == user["id"]

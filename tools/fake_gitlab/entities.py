@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from .auth import can_update_runner
+from .state import GITLAB_REVISION, GITLAB_VERSION
 from .util import iso
 
 
@@ -106,3 +107,32 @@ def reset_token_result(runner, token):
     if runner["token_expires_at"] is not None:
         result["token_expires_at"] = iso(runner["token_expires_at"])
     return result
+
+
+def current_user(state, req, user):
+    """GET /user: Entities::UserPublic, or Entities::UserWithAdmin for an administrator (lib/api/users.rb)."""
+    created_at = iso(user["created_at"])
+    entity = user_basic(state, req, user["id"])
+    entity.update({
+        "created_at": created_at, "bio": "", "location": "", "public_email": None, "linkedin": "", "twitter": "",
+        "discord": "", "website_url": "", "organization": "", "job_title": "", "pronouns": None, "bot": False,
+        "work_information": None, "followers": 0, "following": 0, "local_time": None,
+        "last_sign_in_at": None, "confirmed_at": created_at, "last_activity_on": None, "email": user["email"],
+        "theme_id": 3, "color_scheme_id": 1, "projects_limit": 100000, "current_sign_in_at": None, "identities": [],
+        "can_create_group": True, "can_create_project": True, "two_factor_enabled": False, "external": False,
+        "private_profile": False, "commit_email": user["email"],
+    })
+    if user["admin"]:
+        entity.update({"is_admin": True, "note": None, "namespace_id": None, "created_by": None, "email_reset_offered_at": None,
+                       "current_sign_in_ip": None, "last_sign_in_ip": None})
+    return entity
+
+
+def metadata():
+    """GET /version and GET /metadata (the version API mirrors the metadata API since GitLab 15.5)."""
+    return {
+        "version": GITLAB_VERSION,
+        "revision": GITLAB_REVISION,
+        "kas": {"enabled": False, "externalUrl": None, "externalK8sProxyUrl": None, "version": None},
+        "enterprise": False,
+    }

@@ -11,7 +11,8 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlencode
 
 from .auth import authenticate_runner, authenticate_user, can_read_runner, can_update_runner, owned_runners
-from .entities import manager_entity, registration_details, reset_token_result, runner_details, runner_entity
+from .entities import (current_user, manager_entity, metadata, registration_details, reset_token_result, runner_details,
+                       runner_entity)
 from .errors import ApiError, bad_request, forbidden, grape_error, message_error, not_found
 from .params import Params, nest_pairs, pagination_params
 from .state import (ACCESS_LEVELS, AVAILABLE_SCOPES, GUEST, MAINTAINER, ONLINE_CONTACT_TIMEOUT, OWNER, RUNNER_TYPES,
@@ -79,6 +80,10 @@ class Api:
         add(Route("POST", r"/runners/(?P<id>[^/]+)/reset_authentication_token", self.reset_token_by_id, pat_scopes="id"))
         add(Route("GET", r"/projects/(?P<id>[^/]+)/runners", self.list_project_runners, pat_scopes="list"))
         add(Route("GET", r"/groups/(?P<id>[^/]+)/runners", self.list_group_runners, pat_scopes="list"))
+        # What standard clients ask first: who am I, which GitLab is this (lib/api/users.rb, version.rb, metadata.rb)
+        add(Route("GET", r"/user", self.get_current_user, pat_scopes="user"))
+        add(Route("GET", r"/version", self.get_metadata, pat_scopes="user"))
+        add(Route("GET", r"/metadata", self.get_metadata, pat_scopes="user"))
 
     # -- dispatch ----------------------------------------------------------
     def dispatch(self, req):
@@ -485,3 +490,11 @@ class Api:
         groups = {g["id"] for g in self.state.group_ancestors(group["id"])}
         runners = [r for r in self.state.runners.values() if r["group_id"] in groups or r["runner_type"] == "instance_type"]
         return self.paginate(req, self.apply_filter(runners, values), values)
+
+    # -- user and instance -------------------------------------------------
+    def get_current_user(self, req):
+        return 200, current_user(self.state, req, req.user), {}
+
+    @staticmethod
+    def get_metadata(_req):
+        return 200, metadata(), {}

@@ -30,6 +30,10 @@ STATUSES_INCL_DEPRECATED = ("active", "paused", "online", "offline", "never_cont
 AVAILABLE_SCOPES = ("specific", "shared") + RUNNER_TYPES + STATUSES_INCL_DEPRECATED
 LEGACY_SYSTEM_XID = "<legacy>"
 
+# The GitLab release whose REST API this fake follows, as GET /version and GET /metadata report it.
+GITLAB_VERSION = "18.7.0"
+GITLAB_REVISION = "fake-gitlab"
+
 # Token prefixes (facts 1.1).
 CREATED_RUNNER_TOKEN_PREFIX = "glrt-"
 REGISTERED_RUNNER_TOKEN_PREFIX = "glrtr-"
@@ -102,12 +106,15 @@ class State:
     def _seed_user(self, user):
         uid = int(user.get("id") or self.next_id(self.users))
         username = user.get("username") or "user%d" % uid
+        known = self.users.get(uid, {})
         self.users[uid] = {
             "id": uid,
             "username": username,
             "name": user.get("name") or username,
+            "email": user.get("email") or known.get("email") or "%s@example.com" % username,
             "admin": bool(user.get("admin", False)),
             "state": "active",
+            "created_at": known.get("created_at") or time.time(),
         }
         for tok in user.get("tokens", []):
             self.add_pat(uid, tok)

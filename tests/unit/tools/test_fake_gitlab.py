@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -540,6 +541,64 @@ def test_expired_token_is_rejected_on_runner_endpoints(world, gl):
     # recovery with a PAT (gitlab-runner reset-token --pat), facts 2.8
     new = gl.api("POST", "/runners/%d/reset_authentication_token" % created["id"], world["owner"])[2]
     assert gl.api("POST", "/runners/verify", body={"token": new["token"]})[0] == 200
+
+
+# --------------------------------------------------------------------------
+# GET /user, GET /version, GET /metadata
+# --------------------------------------------------------------------------
+
+USER_PUBLIC_KEYS = {"id", "username", "name", "state", "locked", "avatar_url", "web_url", "created_at", "bio", "location",
+                    "public_email", "linkedin", "twitter", "discord", "website_url", "organization", "job_title", "pronouns",
+                    "bot", "work_information", "followers", "following", "local_time", "last_sign_in_at", "confirmed_at",
+                    "last_activity_on", "email", "theme_id", "color_scheme_id", "projects_limit", "current_sign_in_at",
+                    "identities", "can_create_group", "can_create_project", "two_factor_enabled", "external",
+                    "private_profile", "commit_email"}
+ADMIN_ONLY_KEYS = {"is_admin", "note", "namespace_id", "created_by", "email_reset_offered_at", "current_sign_in_ip",
+                   "last_sign_in_ip"}
+
+
+def test_current_user(gl):
+    admin = gl.new_user(admin=True, username="root")
+    member = gl.new_user(username="ci-owner", scopes=("create_runner", "manage_runner", "read_api"))
+    status, _h, body = gl.api("GET", "/user", member)
+    assert status == 200 and set(body) == USER_PUBLIC_KEYS
+    assert (body["id"], body["username"], body["state"]) == (gl.user_ids[member], "ci-owner", "active")
+    assert body["web_url"] == gl.url + "/ci-owner"  # python-gitlab's auth() compares it with the URL it was given
+    assert body["email"] == "ci-owner@example.com" and body["created_at"].endswith("Z")
+    status, _h, body = gl.api("GET", "/user", admin)
+    assert status == 200 and set(body) == USER_PUBLIC_KEYS | ADMIN_ONLY_KEYS and body["is_admin"] is True
+    # the same user behind another of its tokens; read_user is enough for GET
+    status, _h, body = gl.api("GET", "/user", gl.add_token(member, scopes=("read_user",)))
+    assert (status, body["id"]) == (200, gl.user_ids[member])
+    assert gl.request("GET", "/api/v4/user", headers={"Authorization": "Bearer " + member})[0] == 200
+    assert gl.request("HEAD", "/api/v4/user", headers={"PRIVATE-TOKEN": member})[:3:2] == (200, None)
+    assert gl.api("POST", "/user", member)[:3:2] == (405, {"error": "405 Not Allowed"})
+    seeded = harness.new_pat()
+    gl.seed(users=[{"username": "ops", "email": "ops@corp.example", "tokens": [{"token": seeded, "scopes": ["read_user"]}]}])
+    assert gl.api("GET", "/user", seeded)[2]["email"] == "ops@corp.example"
+    assert {u["username"]: u["email"] for u in gl.state()["users"]}["ops"] == "ops@corp.example"
+
+
+@pytest.mark.parametrize("path", ["/user", "/version", "/metadata"])
+def test_user_and_version_need_a_valid_token(gl, path):
+    owner = gl.new_user()
+    assert gl.api("GET", path)[:3:2] == (401, {"message": "401 Unauthorized"})
+    assert gl.api("GET", path, harness.new_pat())[:3:2] == (401, {"message": "401 Unauthorized"})
+    status, headers, body = gl.api("GET", path, gl.add_token(owner, expired=True))
+    assert (status, body["error"]) == (401, "invalid_token") and "WWW-Authenticate" in headers
+    status, _h, body = gl.api("GET", path, gl.add_token(owner, scopes=("create_runner", "manage_runner")))
+    assert (status, body["error"], body["scope"]) == (403, "insufficient_scope", "api read_api read_user")
+    assert gl.api("GET", path, owner)[0] == 200
+    assert [(e["path"], e["status"]) for e in gl.requests()][-1] == ("/api/v4" + path, 200)
+
+
+@pytest.mark.parametrize("path", ["/version", "/metadata"])
+def test_version_is_the_metadata_body(gl, path):
+    status, _h, body = gl.api("GET", path, gl.new_user(scopes=("read_user",)))
+    assert status == 200
+    assert set(body) == {"version", "revision", "kas", "enterprise"}
+    assert re.match(r"^\d+\.\d+\.\d+$", body["version"]) and body["revision"] and body["enterprise"] is False
+    assert body["kas"] == {"enabled": False, "externalUrl": None, "externalK8sProxyUrl": None, "version": None}
 
 
 # --------------------------------------------------------------------------
