@@ -259,3 +259,19 @@ def test_runner_config_key_tables_match_schema():
         assert zero == head[5], path
         expected = ('all' if path in versions['v18.10.1'] else '19.3.0, main' if path in versions['v19.3.0'] else 'main')
         assert present == expected, path
+
+
+def test_cited_pages_exist():
+    """A page of docs/ that the code, tests or docs cite by section is in the repository."""
+    this_file = Path(__file__).resolve()  # its comments show made-up citations as examples
+    cited = {page for path in citing_files() if path.resolve() != this_file
+             for page, _sections in CITATION.findall(path.read_text(encoding='utf-8'))}
+    assert 'docs/gitlab-api.md' in cited
+    missing = sorted(page for page in cited if not (ROOT / page).is_file())
+    assert not missing, 'cited but not in the repository: {0}'.format(missing)
+
+
+def test_gitlab_api_page_keeps_its_section_numbers():
+    """Code comments cite docs/gitlab-api.md by section number: §1.0 to §1.12 stay, in this order."""
+    numbers = [title.split()[0] for title in headings(ROOT / 'docs' / 'gitlab-api.md') if re.match(r'1\.\d+\s', title)]
+    assert numbers == ['1.%d' % n for n in range(13)]

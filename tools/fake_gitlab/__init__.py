@@ -2,6 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A fake GitLab implementing the runner REST API, for tests (see README.md beside this file).
 
+Its behaviour follows docs/gitlab-api.md; comments name the section they rely on (``docs/gitlab-api.md §1.3``).
+
 Modules, by concern:
 
 - ``server``: command line and HTTP server (the entry point: ``python3 tools/fake_gitlab/server.py``);

@@ -45,12 +45,12 @@ def authenticate_user(state, req, route):
     if req.method in ("GET", "HEAD"):
         allowed.append("read_api")
     if route.pat_scopes == "id":
-        # allow_access_with_scope :manage_runner for /runners/<id> paths (facts 1.6)
+        # allow_access_with_scope :manage_runner for /runners/<id> paths (docs/gitlab-api.md §1.6)
         allowed.append("manage_runner")
     if route.pat_scopes == "create" and req.method == "POST":
         allowed.append("create_runner")
     if route.pat_scopes == "user" and req.method in ("GET", "HEAD"):
-        # allow_access_with_scope :read_user for GET and HEAD (lib/api/users.rb, version.rb, metadata.rb)
+        # allow_access_with_scope :read_user for GET and HEAD (docs/gitlab-api.md §1.12)
         allowed.append("read_user")
     if not set(allowed) & set(pat["scopes"]):
         raise ApiError(403, {"error": "insufficient_scope",
@@ -60,7 +60,7 @@ def authenticate_user(state, req, route):
 
 
 def authenticate_runner(state, req, heartbeat=True, ensure_manager=True):
-    """API::Ci::Helpers::Runner#authenticate_runner! (facts 1.4)."""
+    """API::Ci::Helpers::Runner#authenticate_runner! (docs/gitlab-api.md §1.4)."""
     token = req.params.get("token")
     runner = state.runner_by_token(token)
     if runner is None:
@@ -82,7 +82,7 @@ def can_read_runner(state, user, runner):
 
 
 def can_update_runner(state, user, runner):
-    # runners.md: instance -> admin; group -> Owner; project -> Maintainer of the owning project (facts 1.5)
+    # runners.md: instance -> admin; group -> Owner; project -> Maintainer of the owning project (docs/gitlab-api.md §1.5)
     if user is None:
         return False
     if user["admin"]:

@@ -20,7 +20,7 @@ def user_basic(state, req, uid):
 
 
 def runner_entity(state, req, runner):
-    # Entities::Ci::Runner (facts 1.8)
+    # Entities::Ci::Runner (docs/gitlab-api.md §1.8)
     status = state.runner_status(runner)
     return {
         "id": runner["id"],
@@ -40,7 +40,7 @@ def runner_entity(state, req, runner):
 
 
 def runner_details(state, req, runner):
-    # Entities::Ci::RunnerDetails (facts 1.6)
+    # Entities::Ci::RunnerDetails (docs/gitlab-api.md §1.6)
     entity = runner_entity(state, req, runner)
     manager = state.latest_manager(runner)
     entity.update({
@@ -97,12 +97,12 @@ def manager_entity(state, manager):
 
 
 def registration_details(runner, token):
-    # Entities::Ci::RunnerRegistrationDetails = id, token, token_expires_at (facts 1.2)
+    # Entities::Ci::RunnerRegistrationDetails = id, token, token_expires_at (docs/gitlab-api.md §1.2)
     return {"id": runner["id"], "token": token, "token_expires_at": iso(runner["token_expires_at"])}
 
 
 def reset_token_result(runner, token):
-    # Entities::Ci::ResetTokenResult: token_expires_at only when expirable (facts 1.7)
+    # Entities::Ci::ResetTokenResult: token_expires_at only when expirable (docs/gitlab-api.md §1.7)
     result = {"token": token}
     if runner["token_expires_at"] is not None:
         result["token_expires_at"] = iso(runner["token_expires_at"])
@@ -110,7 +110,7 @@ def reset_token_result(runner, token):
 
 
 def current_user(state, req, user):
-    """GET /user: Entities::UserPublic, or Entities::UserWithAdmin for an administrator (lib/api/users.rb)."""
+    """GET /user: Entities::UserPublic, or Entities::UserWithAdmin for an administrator (docs/gitlab-api.md §1.12)."""
     created_at = iso(user["created_at"])
     entity = user_basic(state, req, user["id"])
     entity.update({
@@ -129,7 +129,7 @@ def current_user(state, req, user):
 
 
 def metadata():
-    """GET /version and GET /metadata (the version API mirrors the metadata API since GitLab 15.5)."""
+    """GET /version and GET /metadata: the version API mirrors the metadata API since GitLab 15.5 (docs/gitlab-api.md §1.12)."""
     return {
         "version": GITLAB_VERSION,
         "revision": GITLAB_REVISION,

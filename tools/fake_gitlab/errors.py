@@ -1,6 +1,6 @@
 # Copyright: Contributors to the dood.gitlab_runner collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Error answers in the shapes GitLab's API helpers render (facts 1.0)."""
+"""Error answers in the shapes GitLab's API helpers render (docs/gitlab-api.md §1.0)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def message_error(status, message, headers=None):
 
 
 def forbidden(reason=None):
-    # lib/api/helpers.rb forbidden!(reason) (facts 1.0)
+    # lib/api/helpers.rb forbidden!(reason) (docs/gitlab-api.md §1.0)
     return message_error(403, "403 Forbidden" + (" - " + reason if reason else ""))
 
 

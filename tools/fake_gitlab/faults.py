@@ -105,7 +105,7 @@ def answer(handler, fault, entry, request_log):
     status = fault["status"]
     entry["status"] = status
     if kind == "backoff":
-        # check_if_backoff_required! -> too_many_requests! (facts 1.0)
+        # check_if_backoff_required! -> too_many_requests! (docs/gitlab-api.md §1.0)
         headers.setdefault("Retry-After", str(int(fault["retry_after"])))
         body = fault["body"] if fault["body"] is not None else {"message": "Executing database migrations. Please retry later."}
         handler.send(status, body, headers)

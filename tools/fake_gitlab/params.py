@@ -119,7 +119,7 @@ class Params:
             self._fail(name)
 
     def tag_list(self, name="tag_list"):
-        # Array[String] with CommaSeparatedToArray coercion (facts 1.2)
+        # Array[String] with CommaSeparatedToArray coercion (docs/gitlab-api.md §1.2)
         if name not in self.raw:
             return
         value = self.raw[name]

@@ -21,7 +21,7 @@ from .util import sha256, to_sentence
 
 API_PREFIX = "/api/v4"
 
-# Order of Grape's at_least_one_of for PUT /runners/:id (lib/api/ci/runners.rb, facts 1.6).
+# Order of Grape's at_least_one_of for PUT /runners/:id (lib/api/ci/runners.rb, docs/gitlab-api.md §1.6).
 PUT_FIELDS = ("description", "active", "paused", "tag_list", "run_untagged", "locked", "access_level",
               "maximum_timeout", "maintenance_note")
 
@@ -63,13 +63,13 @@ class Api:
         self.state = state
         self.routes = []
         add = self.routes.append
-        # Runner-token endpoints (lib/api/ci/runner.rb, facts 1.2, 1.4, 1.5, 1.7)
+        # Runner-token endpoints (lib/api/ci/runner.rb, docs/gitlab-api.md §1.2, §1.4, §1.5, §1.7)
         add(Route("POST", r"/runners", self.register_runner))
         add(Route("DELETE", r"/runners", self.delete_runner_by_token))
         add(Route("DELETE", r"/runners/managers", self.delete_manager_by_token))
         add(Route("POST", r"/runners/verify", self.verify_runner))
         add(Route("POST", r"/runners/reset_authentication_token", self.reset_token_by_token))
-        # User-token endpoints (lib/api/user_runners.rb, lib/api/ci/runners.rb; facts 1.3, 1.5-1.8)
+        # User-token endpoints (lib/api/user_runners.rb, lib/api/ci/runners.rb; docs/gitlab-api.md §1.3, §1.5 to §1.8)
         add(Route("POST", r"/user/runners", self.create_user_runner, pat_scopes="create"))
         add(Route("GET", r"/runners", self.list_owned_runners, pat_scopes="list"))
         add(Route("GET", r"/runners/all", self.list_all_runners, pat_scopes="list"))
@@ -80,7 +80,7 @@ class Api:
         add(Route("POST", r"/runners/(?P<id>[^/]+)/reset_authentication_token", self.reset_token_by_id, pat_scopes="id"))
         add(Route("GET", r"/projects/(?P<id>[^/]+)/runners", self.list_project_runners, pat_scopes="list"))
         add(Route("GET", r"/groups/(?P<id>[^/]+)/runners", self.list_group_runners, pat_scopes="list"))
-        # What standard clients ask first: who am I, which GitLab is this (lib/api/users.rb, version.rb, metadata.rb)
+        # What standard clients ask first: who am I, which GitLab is this (docs/gitlab-api.md §1.12)
         add(Route("GET", r"/user", self.get_current_user, pat_scopes="user"))
         add(Route("GET", r"/version", self.get_metadata, pat_scopes="user"))
         add(Route("GET", r"/metadata", self.get_metadata, pat_scopes="user"))
@@ -116,13 +116,13 @@ class Api:
             raise grape_error(["id is invalid"])
         runner = self.state.runners.get(int(value))
         if runner is None:
-            # ActiveRecord::RecordNotFound rescued by the API (facts 1.6)
+            # ActiveRecord::RecordNotFound rescued by the API (docs/gitlab-api.md §1.6)
             raise message_error(404, "404 Not found")
         return runner
 
     @staticmethod
     def check_unmodified_since(req, resource):
-        # destroy_conditionally! -> 412 when If-Unmodified-Since is older than the last update (facts 1.5)
+        # destroy_conditionally! -> 412 when If-Unmodified-Since is older than the last update (docs/gitlab-api.md §1.5)
         header = req.headers.get("If-Unmodified-Since")
         if not header:
             return
@@ -152,7 +152,7 @@ class Api:
         values = params.check()
 
         state = self.state
-        # RegisterRunnerService: invalid token -> 403, disallowed -> 410 (facts 1.2)
+        # RegisterRunnerService: invalid token -> 403, disallowed -> 410 (docs/gitlab-api.md §1.2)
         reg = state.registration_tokens.get(sha256(values["token"])) if isinstance(values.get("token"), str) else None
         if reg is not None and reg["kind"] != "instance" and reg["kind"] not in state.settings.get("valid_runner_registrars", []):
             reg = None
@@ -258,7 +258,7 @@ class Api:
         state = self.state
         user = req.user
         registrars = state.settings.get("valid_runner_registrars", [])
-        # CreateRunnerService strategies (facts 1.3): missing scope -> 400, no permission -> 403
+        # CreateRunnerService strategies (docs/gitlab-api.md §1.3): missing scope -> 400, no permission -> 403
         group_id = None
         project_ids = []
         if runner_type == "instance_type":
@@ -412,7 +412,7 @@ class Api:
         return runners
 
     def paginate(self, req, runners, values):
-        # Offset pagination, ordered by id (facts 1.0)
+        # Offset pagination, ordered by id (docs/gitlab-api.md §1.0)
         runners = sorted(runners, key=lambda r: r["id"])
         page = values.get("page") or 1
         page = max(1, page)

@@ -20,7 +20,7 @@ from .util import parse_time, sha256
 ROLES = {"guest": 10, "reporter": 20, "developer": 30, "maintainer": 40, "owner": 50}
 GUEST, MAINTAINER, OWNER = 10, 40, 50
 
-# Ci::Runner constants (facts 1.6, 1.8, 1.9).
+# Ci::Runner constants (docs/gitlab-api.md §1.6, §1.8, §1.9).
 ONLINE_CONTACT_TIMEOUT = 2 * 3600
 STALE_TIMEOUT = 7 * 24 * 3600
 TAG_LIST_MAX_LENGTH = 50
@@ -34,7 +34,7 @@ LEGACY_SYSTEM_XID = "<legacy>"
 GITLAB_VERSION = "18.7.0"
 GITLAB_REVISION = "fake-gitlab"
 
-# Token prefixes (facts 1.1).
+# Token prefixes (docs/gitlab-api.md §1.1).
 CREATED_RUNNER_TOKEN_PREFIX = "glrt-"
 REGISTERED_RUNNER_TOKEN_PREFIX = "glrtr-"
 REGISTRATION_TOKEN_PREFIX = "GR1348941"
@@ -376,7 +376,7 @@ class State:
         return min(values) if values else None
 
     def token_interval(self, runner):
-        # Ci::Runner#compute_token_expiration (facts 1.7)
+        # Ci::Runner#compute_token_expiration (docs/gitlab-api.md §1.7)
         if runner["runner_type"] == "instance_type":
             value = self.settings.get("runner_token_expiration_interval")
             return int(value) if value is not None else None
@@ -402,7 +402,7 @@ class State:
         return token
 
     def runner_by_token(self, token):
-        """Ci::Runner.find_by_token: unknown and expired tokens both give None (facts 1.7)."""
+        """Ci::Runner.find_by_token: unknown and expired tokens both give None (docs/gitlab-api.md §1.7)."""
         if not isinstance(token, str) or not token:
             return None
         rid = self.runner_tokens.get(sha256(token))
@@ -415,7 +415,7 @@ class State:
 
     @staticmethod
     def contact_status(created_at, contacted_at, now=None):
-        # Ci::Runner#status (facts 1.6): stale, then never_contacted, then online/offline
+        # Ci::Runner#status (docs/gitlab-api.md §1.6): stale, then never_contacted, then online/offline
         now = time.time() if now is None else now
         latest = max(t for t in (created_at, contacted_at) if t is not None) if (created_at or contacted_at) else None
         if latest is not None and latest <= now - STALE_TIMEOUT:
@@ -472,7 +472,7 @@ class State:
 
 
 def validate_runner(attrs, changed=None):
-    """Ci::Runner model validations (facts 1.9).  Returns an ordered {field: [messages]}."""
+    """Ci::Runner model validations (docs/gitlab-api.md §1.9).  Returns an ordered {field: [messages]}."""
     errors = {}
 
     def add(field, message):

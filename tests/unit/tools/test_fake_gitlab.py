@@ -199,7 +199,7 @@ def test_create_runner_auth_and_scopes(world, gl):
     assert gl.api("POST", "/user/runners", create_only, body)[0] == 201
     bearer = {"Authorization": "Bearer " + world["owner"]}
     assert gl.request("POST", "/api/v4/user/runners", body=body, headers=bearer)[0] == 201
-    # create_runner alone cannot read back what it created (facts 4 #13)
+    # create_runner alone cannot read back what it created (docs/gitlab-api.md §1.3)
     assert gl.api("GET", "/runners", create_only)[0] == 403
 
 
@@ -515,7 +515,7 @@ def test_token_expiry_settings(world, gl):
     grp = create(gl, world["owner"], "group_type", group_id=world["group"])
     assert 3500 < _expires_in(grp["token_expires_at"]) <= 3600
     prj = create(gl, world["owner"], "project_type", project_id=world["project"])
-    assert prj["token_expires_at"] is None  # no project interval configured (facts 1.7)
+    assert prj["token_expires_at"] is None  # no project interval configured (docs/gitlab-api.md §1.7)
     reg = gl.api("POST", "/runners", body={"token": gl.registration_token()})[2]
     assert reg["token_expires_at"] is not None and reg["token"].startswith("glrtr-")
     verify = gl.api("POST", "/runners/verify", body={"token": inst["token"]})[2]
@@ -538,7 +538,7 @@ def test_expired_token_is_rejected_on_runner_endpoints(world, gl):
         status, _h, body = gl.api(method, path, body=dict(extra, token=created["token"]))
         assert (status, body) == (403, {"message": "403 Forbidden"}), path
     assert gl.runner_by_id(created["id"]) is not None
-    # recovery with a PAT (gitlab-runner reset-token --pat), facts 2.8
+    # recovery with a PAT (gitlab-runner reset-token --pat: docs/gitlab-api.md §1.7, §1.11)
     new = gl.api("POST", "/runners/%d/reset_authentication_token" % created["id"], world["owner"])[2]
     assert gl.api("POST", "/runners/verify", body={"token": new["token"]})[0] == 200
 
