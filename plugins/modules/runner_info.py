@@ -220,6 +220,19 @@ runners:
         maintenance_note: null
         runner_type: project_type
         version: 18.10.1
+    docker_volumes:
+      description:
+        - The entry's C([runners.docker]) C(volumes), as the docker executor mounts them into every job (empty when
+          there are none). Lets a play check that jobs see the host's Docker socket.
+      type: list
+      elements: str
+      sample: ['/var/run/docker.sock:/var/run/docker.sock', /cache]
+    job_docker_host:
+      description:
+        - The C(DOCKER_HOST) the entry's C(environment) sets for its jobs, null when it sets none. The other variables
+          of C(environment) are not returned (they may hold secrets).
+      type: str
+      sample: unix:///run/docker.sock
     server_error:
       description: Why RV(runners[].server) is null although O(api_token) was given (not found, refused, other URL).
       type: str
@@ -282,6 +295,22 @@ def _days_left(value, now):
     if value.tzinfo is None:
         value = value.replace(tzinfo=datetime.timezone.utc)
     return round((value - now).total_seconds() / 86400.0, 2)
+
+
+def _docker_volumes(entry):
+    docker = entry.get('docker')
+    volumes = docker.get('volumes') if isinstance(docker, dict) else None
+    return [volume for volume in volumes if isinstance(volume, str)] if isinstance(volumes, list) else []
+
+
+def _job_docker_host(entry):
+    """DOCKER_HOST from the entry's environment (the last definition wins, as in a shell); nothing else is read."""
+    environment = entry.get('environment')
+    found = None
+    for item in environment if isinstance(environment, list) else []:
+        if isinstance(item, str) and item.startswith('DOCKER_HOST='):
+            found = item[len('DOCKER_HOST='):]
+    return found
 
 
 def _same_gitlab(url_a, url_b):
@@ -404,6 +433,8 @@ class RunnerInfo:
             'token_obtained_at': _iso(entry.get('token_obtained_at')),
             'token_expires_at': _iso(expires),
             'token_expires_in_days': _days_left(expires, now),
+            'docker_volumes': _docker_volumes(entry),
+            'job_docker_host': _job_docker_host(entry),
             'server': None,
             'server_error': None,
         }

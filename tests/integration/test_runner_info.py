@@ -237,3 +237,35 @@ def test_missing_and_broken_files(gitlab, make_host):
     assert task.get('failed') and 'not valid TOML' in task['msg']
     assert token not in output
     assert gitlab.requests() == []
+
+
+
+def test_job_volumes_and_docker_host_as_written(gitlab, make_host):
+    """What each runner's jobs would mount, read from the file; of the environment only DOCKER_HOST is returned."""
+    host = make_host('volumes')
+    secret_value = 'glpat-' + secrets.token_urlsafe(12)
+    tokens = ['glrt-' + secrets.token_urlsafe(20) for _i in range(3)]
+    host.path.write_text(
+        'concurrent = 2\n'
+        '[[runners]]\n  name = "default-socket"\n  url = "https://gitlab.example.com"\n  id = 1\n  token = "{0}"\n'
+        '  executor = "docker"\n  [runners.docker]\n    image = "docker:27.5.1-cli"\n'
+        '    volumes = ["/var/run/docker.sock:/var/run/docker.sock", "/cache"]\n'
+        '[[runners]]\n  name = "own-host"\n  url = "https://gitlab.example.com"\n  id = 2\n  token = "{1}"\n'
+        '  executor = "docker"\n'
+        '  environment = ["DOCKER_HOST=unix:///old.sock", "API_KEY={3}", "DOCKER_HOST=unix:///run/x/docker.sock"]\n'
+        '  [runners.docker]\n    image = "docker:27.5.1-cli"\n    volumes = ["/run/x:/run/x"]\n'
+        '[[runners]]\n  name = "shell"\n  url = "https://gitlab.example.com"\n  id = 3\n  token = "{2}"\n'
+        '  executor = "shell"\n'.format(tokens[0], tokens[1], tokens[2], secret_value))
+
+    task, output = info(host, {}, verbosity=3)
+
+    assert not task.get('failed'), task
+    by_name = {item['name']: item for item in task['runners']}
+    assert by_name['default-socket']['docker_volumes'] == ['/var/run/docker.sock:/var/run/docker.sock', '/cache']
+    assert by_name['default-socket']['job_docker_host'] is None
+    assert by_name['own-host']['docker_volumes'] == ['/run/x:/run/x']
+    assert by_name['own-host']['job_docker_host'] == 'unix:///run/x/docker.sock'
+    assert by_name['shell']['docker_volumes'] == [] and by_name['shell']['job_docker_host'] is None
+    assert secret_value not in output
+    assert [t for t in tokens if t in output] == []
+    assert gitlab.requests() == []
