@@ -11,7 +11,7 @@ from __future__ import annotations
 from ansible.module_utils.basic import AnsibleModule
 
 # Every option the runner role passes; accepted as they come.
-OPTIONS = ('name', 'image', 'pull', 'state', 'restart_policy', 'stop_signal', 'stop_timeout', 'volumes', 'published_ports', 'env',
+OPTIONS = ('name', 'docker_host', 'image', 'pull', 'state', 'restart_policy', 'stop_signal', 'stop_timeout', 'volumes', 'published_ports', 'env',
            'labels', 'log_driver', 'log_options', 'command', 'network_mode', 'detach', 'cleanup')
 
 
