@@ -4,7 +4,8 @@
 # Builds every image the molecule scenarios need, locally (no registry is reachable):
 #   local/debian:bookworm, local/debian:trixie   systemd "host" images (debootstrap + docker import), built once
 #   local/gitlab-runner-double:v1, :v2           TEST DOUBLE of gitlab/gitlab-runner (see runner-double/README)
-#   local/docker-cli-double:1                    TEST DOUBLE of the docker:*-cli job image (docker CLI only)
+#   local/docker-cli-double:1                    TEST DOUBLE of the docker:*-cli job image (docker CLI + Buildx)
+#   local/net-services:1                         tinyproxy and docker-registry (the scenarios' proxy and registry)
 #   local/fake-gitlab:test                       tools/fake_gitlab/server.py as a container
 # Base images are reused when present; FORCE_BASE=1 rebuilds them. The small images are rebuilt every time
 # (seconds, thanks to the layer cache) so they always match the checkout.
@@ -53,11 +54,10 @@ build_doubles() {
     docker build -q --build-arg DOUBLE_VERSION=v2 -t local/gitlab-runner-double:v2 "${here}/runner-double" >/dev/null
 
     log "building local/docker-cli-double:1"
-    ctx="$(mktemp -d)"
-    cp "${here}/docker-cli-double/Dockerfile" "${ctx}/"
-    cp "$(readlink -f "$(command -v docker)")" "${ctx}/docker"
-    docker build -q -t local/docker-cli-double:1 "${ctx}" >/dev/null
-    rm -rf "${ctx}"
+    docker build -q -t local/docker-cli-double:1 "${here}/docker-cli-double" >/dev/null
+
+    log "building local/net-services:1"
+    docker build -q -t local/net-services:1 "${here}/net-services" >/dev/null
 
     log "building local/fake-gitlab:test"
     [[ -f "${root}/tools/fake_gitlab/server.py" ]] || { log "tools/fake_gitlab/server.py missing"; exit 1; }

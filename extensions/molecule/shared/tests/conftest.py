@@ -62,15 +62,29 @@ def settings() -> dict:
 
 
 def _resolve(value, variables):
-    """Replace values that are exactly "{{ name }}" by that setting (the defaults chain job image -> self-check image)."""
+    """Replace "{{ name }}" by that setting: a whole value keeps the setting's type (the defaults chain job image ->
+    self-check image), a reference inside a string is replaced by its text (socket -> job volumes)."""
     if isinstance(value, dict):
         return {key: _resolve(item, variables) for key, item in value.items()}
     if isinstance(value, list):
         return [_resolve(item, variables) for item in value]
-    match = re.fullmatch(r"\{\{\s*(\w+)\s*\}\}", value) if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return value
+    match = re.fullmatch(r"\{\{\s*(\w+)\s*\}\}", value)
     if match and match.group(1) in variables:
         return _resolve(variables[match.group(1)], variables)
-    return value
+    return re.sub(r"\{\{\s*(\w+)\s*\}\}",
+                  lambda m: str(_resolve(variables[m.group(1)], variables)) if m.group(1) in variables else m.group(0), value)
+
+
+def proxy_env(settings: dict, runtime: dict) -> dict:
+    """The proxy variables the runner container and the jobs must carry, both spellings (empty without a proxy)."""
+    if not settings.get("docker_http_proxy"):
+        return {}
+    url = runtime["test_proxy_url"]
+    no_proxy = ",".join(settings["docker_no_proxy"])
+    return {"HTTP_PROXY": url, "http_proxy": url, "HTTPS_PROXY": url, "https_proxy": url,
+            "NO_PROXY": no_proxy, "no_proxy": no_proxy}
 
 
 @pytest.fixture(scope="session")

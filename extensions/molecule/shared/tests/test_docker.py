@@ -48,3 +48,43 @@ def test_prune_timer(host, settings):
     assert ("--all" in exec_start) is settings["docker_prune_all_images"]
     # systemd accepts the schedule: the timer has a next elapse time
     assert host.check_output("systemctl show -p NextElapseUSecRealtime --value docker-prune.timer")
+
+
+def as_bool(value) -> bool:
+    """A role boolean as a user may give it: true/false, or the strings `-e var=false` passes."""
+    return value if isinstance(value, bool) else str(value).lower() in ("true", "yes", "on", "1")
+
+
+def test_plugins_follow_string_booleans(host, settings):
+    # Debian's compose package for docker_install_source: distro (the scenarios' source)
+    assert host.package("docker-compose").is_installed is as_bool(settings["docker_install_compose_plugin"])
+
+
+def test_daemon_listens_where_the_socket_setting_says(host, settings):
+    assert host.file(settings["docker_socket"]).is_socket
+    if settings["docker_socket"] != "/var/run/docker.sock":
+        # nothing could have used the default path by mistake
+        assert not host.file("/var/run/docker.sock").exists
+
+
+def test_daemon_proxy(host, settings, runtime):
+    dropin = host.file("/etc/systemd/system/docker.service.d/zz-dood-proxy.conf")
+    info = json.loads(host.check_output("docker info --format '{{json .}}'"))
+    if not settings["docker_http_proxy"]:
+        assert not dropin.exists
+        assert not info.get("HTTPProxy") and not info.get("HTTPSProxy")
+        return
+    assert dropin.mode == 0o600
+    assert info["HTTPProxy"] == runtime["test_proxy_url"]
+    assert info["HTTPSProxy"] == runtime["test_proxy_url"]
+    assert info["NoProxy"] == ",".join(settings["docker_no_proxy"])
+
+
+def test_registry_ca(host, settings, runtime):
+    registries = settings["docker_registry_ca_certificates"]
+    for registry in registries:
+        ca = host.file(f"/etc/docker/certs.d/{registry}/ca.crt")
+        assert ca.mode == 0o644
+        assert ca.content_string.strip() == runtime["test_registry_ca"].strip()
+    if not registries:
+        assert not host.file("/etc/docker/certs.d").exists

@@ -7,15 +7,15 @@ import pytest
 
 def test_container_with_socket_lists_host_containers(host, settings):
     listed = host.check_output(
-        "docker run --rm --network none -v /var/run/docker.sock:/var/run/docker.sock %s "
-        "docker ps --format '{{.Names}}'", settings["gitlab_runner_selfcheck_image"])
+        "docker run --rm --network none -v %s:/var/run/docker.sock %s "
+        "docker ps --format '{{.Names}}'", settings["gitlab_runner_docker_socket"], settings["gitlab_runner_selfcheck_image"])
     assert settings["gitlab_runner_container_name"] in listed.split()
 
 
 def test_runner_container_mounts_the_host_socket(host, settings):
     # the socket inside the runner container is the host daemon's socket
     inner = host.check_output("docker exec %s stat -c %%i /var/run/docker.sock", settings["gitlab_runner_container_name"])
-    outer = host.check_output("stat -c %i /var/run/docker.sock")
+    outer = host.check_output("stat -c %%i %s", settings["gitlab_runner_docker_socket"])
     assert inner == outer
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
+from conftest import proxy_env
 
-def test_runner_container_spec(settings, docker_inspect):
+
+def test_runner_container_spec(settings, runtime, docker_inspect):
     container = docker_inspect(settings["gitlab_runner_container_name"])
     assert container["State"]["Running"] is True
     assert container["State"]["Restarting"] is False
@@ -16,13 +18,14 @@ def test_runner_container_spec(settings, docker_inspect):
     mounts = {m["Destination"]: m for m in container["Mounts"]}
     assert mounts["/etc/gitlab-runner"]["Source"] == settings["gitlab_runner_config_dir"]
     assert mounts["/etc/gitlab-runner"]["RW"] is True
-    assert mounts["/var/run/docker.sock"]["Source"] == "/var/run/docker.sock"
+    assert mounts["/var/run/docker.sock"]["Source"] == settings["gitlab_runner_docker_socket"]
     assert container["HostConfig"]["LogConfig"]["Type"] == settings["gitlab_runner_container_log_driver"]
     for key, value in settings["gitlab_runner_container_labels"].items():
         assert container["Config"]["Labels"][key] == value
     env = dict(item.split("=", 1) for item in container["Config"]["Env"])
     for key, value in settings["gitlab_runner_container_env"].items():
         assert env[key] == value
+    assert {key: value for key, value in env.items() if key.lower().endswith("_proxy")} == proxy_env(settings, runtime)
 
 
 def test_config_dir_and_files(host, settings):
@@ -37,6 +40,8 @@ def test_config_dir_and_files(host, settings):
 
 
 def test_config_toml_content(config_toml, settings, declared_names, runtime):
+    socket_volume = settings["gitlab_runner_docker_socket"] + ":/var/run/docker.sock"
+    proxy = [f"{key}={value}" for key, value in proxy_env(settings, runtime).items()]
     assert config_toml["concurrent"] == settings["gitlab_runner_concurrent"]
     assert config_toml["log_level"] == settings["gitlab_runner_log_level"]
     if settings["gitlab_runner_listen_address"]:
@@ -51,10 +56,11 @@ def test_config_toml_content(config_toml, settings, declared_names, runtime):
         assert runner["token"] and runner["id"] > 0
         own = declared.get(name, {})
         assert runner["executor"] == own.get("executor", "docker")
-        assert runner["environment"] == own.get("environment", ["DOCKER_BUILDKIT=1"])
+        # the proxy is appended to every runner's environment (its own entries first)
+        assert runner["environment"] == own.get("environment", ["DOCKER_BUILDKIT=1"]) + proxy
         docker = runner["docker"]
-        assert docker["volumes"] == own.get("docker", {}).get("volumes", ["/var/run/docker.sock:/var/run/docker.sock", "/cache"])
-        assert "/var/run/docker.sock:/var/run/docker.sock" in docker["volumes"]
+        assert docker["volumes"] == own.get("docker", {}).get("volumes", [socket_volume, "/cache"])
+        assert socket_volume in docker["volumes"]
         assert docker["pull_policy"] == "if-not-present"
         assert docker["privileged"] is False
         if "image" in own.get("docker", {}):
