@@ -72,11 +72,11 @@ def test_daemon_proxy(host, settings, runtime):
     info = json.loads(host.check_output("docker info --format '{{json .}}'"))
     if not settings["docker_http_proxy"]:
         assert not dropin.exists
-        assert not info.get("HTTPProxy") and not info.get("HTTPSProxy")
+        assert not info.get("HttpProxy") and not info.get("HttpsProxy")
         return
     assert dropin.mode == 0o600
-    assert info["HTTPProxy"] == runtime["test_proxy_url"]
-    assert info["HTTPSProxy"] == runtime["test_proxy_url"]
+    assert info["HttpProxy"] == runtime["test_proxy_url"]
+    assert info["HttpsProxy"] == runtime["test_proxy_url"]
     assert info["NoProxy"] == ",".join(settings["docker_no_proxy"])
 
 

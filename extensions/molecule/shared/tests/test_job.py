@@ -111,7 +111,11 @@ def test_daemon_and_runner_went_through_the_proxy(host, settings, runtime, jobs,
     proxy_log = job_double.subprocess.run(["docker", "logs", "proxy-" + SCENARIO_DIR.name], capture_output=True, text=True,
                                           check=True, timeout=60)
     requests = proxy_requests(proxy_log.stdout + proxy_log.stderr)
-    host_ip = host.check_output("hostname -I").split()[0]
+    instance = host.check_output("hostname")
+    host_ip = job_double.subprocess.run(
+        ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", instance],
+        capture_output=True, text=True, check=True, timeout=60).stdout
+    host_ip = json.loads(host_ip)["molecule-" + SCENARIO_DIR.name]["IPAddress"]
     registry = runtime["test_registry"]
     # the host daemon (login, pull, push of the job) opened its tunnels to the registry through the proxy
     assert (host_ip, "CONNECT {0}".format(registry)) in {(ip, " ".join(line.split()[:2])) for ip, line in requests}, requests[-20:]
