@@ -64,8 +64,8 @@ def role(tmp_path, ansible_env, gitlab):
         default_script = {
             'docker_container': {'gitlab-runner': {'changed': True, 'container': {'State': {'Running': True}}},
                                  'gitlab-runner-selfcheck': {'container': {'Output': HOST_ID + '\n'}}},
-            'docker_container_info': {'gitlab-runner': {'exists': True, 'container': {'State': {'Running': True,
-                                                                                                  'Restarting': False}}}},
+            'docker_container_info': {'gitlab-runner': {
+                'exists': True, 'container': {'State': {'Running': True, 'Restarting': False}}}},
             'docker_container_exec': {'gitlab-runner': {'rc': 0, 'stdout': 'Verifying runner... is valid'}},
             'docker_host_info': {'host': {'host_info': {'ID': HOST_ID}}},
         }

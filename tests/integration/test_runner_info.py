@@ -239,7 +239,6 @@ def test_missing_and_broken_files(gitlab, make_host):
     assert gitlab.requests() == []
 
 
-
 def test_job_volumes_and_docker_host_as_written(gitlab, make_host):
     """What each runner's jobs would mount, read from the file; of the environment only DOCKER_HOST is returned."""
     host = make_host('volumes')

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """TEST DOUBLE of gitlab-runner's docker executor: runs one job of a .gitlab-ci.yml on a molecule test host.
 
@@ -288,7 +287,7 @@ def run_job(host_name: str, config_path: str, runner_name: str | None, ci_file: 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--host', required=True, help='molecule instance (container) name')
     parser.add_argument('--config', required=True, help='path of config.toml on the host')
     parser.add_argument('--runner', help='runner name in config.toml (default: the first docker runner)')
@@ -311,8 +310,7 @@ def main(argv=None) -> int:
     predefined.setdefault('CI_PROJECT_URL', 'https://gitlab.example.com/' + predefined['CI_PROJECT_PATH'])
     if args.loopback_registry:
         predefined.setdefault('CI_REGISTRY', ensure_loopback_registry(args.host))
-        predefined.setdefault('CI_REGISTRY_IMAGE', '{0}/{1}'.format(predefined['CI_REGISTRY'],
-                                                                   predefined.get('CI_PROJECT_PATH', 'group/project')))
+        predefined.setdefault('CI_REGISTRY_IMAGE', '{0}/{1}'.format(predefined['CI_REGISTRY'], predefined['CI_PROJECT_PATH']))
     result = run_job(args.host, args.config, args.runner, args.ci_file, args.job, args.project, predefined,
                      show_image=args.show_image, stream=sys.stdout)
     return result.rc
