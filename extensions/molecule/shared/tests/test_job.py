@@ -174,3 +174,20 @@ def test_prune_timer_removes_old_runner_cache_volumes(host, settings, jobs):
     finally:
         host.run("docker rm --force dood-test-job")
         host.run("docker volume rm dood-test-unlabelled dood-test-in-use")
+
+
+def test_the_daemon_trusts_the_registry_through_certs_d(host, settings, runtime, jobs):
+    if not settings["docker_registry_ca_certificates"]:
+        pytest.skip("no private registry in this scenario")
+    predefined = jobs[0][0]
+    image = "{0}:{1}".format(predefined["CI_REGISTRY_IMAGE"], predefined["CI_COMMIT_SHORT_SHA"])
+    ca = "/etc/docker/certs.d/{0}/ca.crt".format(runtime["test_registry"])
+    host.check_output("mv %s %s.off", ca, ca)
+    try:
+        refused = host.run("docker pull %s", image)
+    finally:
+        host.check_output("mv %s.off %s", ca, ca)
+    # without the role's file the daemon refuses the registry's certificate; with it the same pull works
+    assert refused.rc != 0 and "certificate" in refused.stderr, refused.stderr
+    assert host.run("docker pull %s", image).rc == 0
+    host.run("docker image rm %s", image)
