@@ -222,7 +222,8 @@ class DockerExecutorJob:
         return args
 
     def container(self, binds: list, step: str, commands: list) -> subprocess.CompletedProcess:
-        lines = ['set -e'] if step == 'build' else []
+        # One stream, in order, as a runner's job log (BuildKit writes its progress to stderr)
+        lines = (['set -e'] if step == 'build' else []) + ['exec 2>&1']
         for command in commands:
             lines.append('printf "%s\\n" {0}'.format(shlex.quote('$ ' + command)))
             lines.append(command)
