@@ -45,7 +45,7 @@ _toml_loads = _toml.loads
 __all__ = (
     'ConfigTomlError', 'DURATION_KEYS', 'MASK', 'RUNNER_OWNED_KEYS', 'SECRET_KEYS', 'ZERO_TIME',
     'go_duration', 'mask', 'mask_text', 'normalize', 'parse', 'render', 'runner_owned',
-    'semantic_equal', 'utc_now_seconds',
+    'semantic_equal', 'table_keys', 'utc_now_seconds',
 )
 
 MASK = '********'
@@ -161,7 +161,7 @@ _DOCKER = _Node(
         'service_cpu_shares', 'service_gpus', 'wait_for_services_timeout', 'allowed_images',
         'allowed_privileged_images', 'allowed_privileged_services', 'allowed_pull_policies',
         'allowed_services', 'pull_policy', 'isolation', 'shm_size', 'tmpfs', 'services_tmpfs', 'sysctls',
-        'helper_image', 'helper_image_flavor', 'container_labels', 'enable_ipv6', 'ulimit', 'network_mt',
+        'helper_image', 'helper_image_flavor', 'container_labels', 'enable_ipv6', 'ulimit', 'network_mtu',
         'log_options',
     ),
     dict(
@@ -209,6 +209,17 @@ _CONFIG = _Node(
         'runners': _RUNNER,
     },
 )
+
+
+def table_keys(*path):
+    """The keys gitlab-runner's struct declares for the table at ``path`` (``'runners', 'docker'``), as a frozenset;
+    an array of tables (``runners``, ``services``) stands for its elements."""
+    node = _CONFIG
+    for part in path:
+        node = node.child(part)
+        if node is None:
+            raise KeyError('no table at ' + '.'.join(path))
+    return frozenset(node.keys)
 
 
 # --------------------------------------------------------------------------------------------

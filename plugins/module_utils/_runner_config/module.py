@@ -1,0 +1,90 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dood.gitlab_runner contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The Ansible glue of runner_config: arguments, secrets, the result and the diff."""
+
+from __future__ import annotations
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_native
+
+from ansible_collections.dood.gitlab_runner.plugins.module_utils import config_toml
+from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config import options
+from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.model import RunnerConfigError, Validator
+from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.reconcile import Reconciler, RunFailed, check_ca
+from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.store import Store
+
+
+class ModuleContext:
+    """What the reconciler needs from Ansible, with every message masked before it leaves."""
+
+    def __init__(self, module):
+        self.module = module
+        self.check_mode = module.check_mode
+        self.diff = module._diff
+        self.tmpdir = module.tmpdir
+        self.secrets = set()
+
+    def secret(self, value):
+        """Remember a secret so it is masked everywhere, including Ansible's own output."""
+        if value:
+            self.secrets.add(value)
+            self.module.no_log_values.add(value)
+        return value
+
+    def mask(self, text):
+        return config_toml.mask_text(text, self.secrets)
+
+    def warn(self, msg):
+        self.module.warn(self.mask(msg))
+
+    def deprecate(self, msg, version):
+        self.module.deprecate(self.mask(msg), version=version, collection_name='dood.gitlab_runner')
+
+    def fail(self, msg, **kwargs):
+        self.module.fail_json(msg=self.mask(msg), **kwargs)
+
+
+def diff_of(path, raw, existing, desired, secrets):
+    """Before and after of config.toml, every secret masked."""
+    before = config_toml.render(config_toml.mask(existing, secrets)) if raw is not None else ''
+    after = config_toml.render(config_toml.mask(desired, secrets))
+    return {'before': before, 'after': after, 'before_header': path, 'after_header': path}
+
+
+def run_module():
+    module = AnsibleModule(argument_spec=options.argument_spec(), supports_check_mode=True,
+                           mutually_exclusive=options.MUTUALLY_EXCLUSIVE)
+    ctx = ModuleContext(module)
+    params = module.params
+    store = Store(params['path'], module.check_mode, ctx.secret, module.backup_local)
+    try:
+        validator = Validator(params, ctx.secret, check_ca)
+        validator.top_level()
+        runners = validator.runners()
+        store.read_config()
+    except RunnerConfigError as exc:
+        ctx.fail(to_native(exc))
+    store.lock()
+    try:
+        try:
+            # Re-read under the lock: another run may have written while this one waited.
+            raw, existing, files_changed = store.open()
+        except RunnerConfigError as exc:
+            ctx.fail(to_native(exc))
+        reconciler = Reconciler(ctx, params, runners, store)
+        reconciler.changed = files_changed
+        try:
+            desired = reconciler.run(raw, existing)
+        except RunFailed as exc:
+            ctx.fail(exc.msg, runners=exc.runners)
+    finally:
+        store.unlock()
+    result = {}
+    if ctx.diff:
+        result['diff'] = diff_of(store.path, raw, existing, desired, ctx.secrets)
+    if store.backup_file:
+        result['backup_file'] = store.backup_file
+    module.exit_json(changed=reconciler.changed, runners=reconciler.results, system_id=reconciler.system_id,
+                     path=store.path, **result)

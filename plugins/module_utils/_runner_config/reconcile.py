@@ -1,0 +1,543 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dood.gitlab_runner contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The per-runner state machine: the only place that calls GitLab and the only place gated by check mode.
+
+For each declared runner: find its entry in config.toml and its record in the journal, get a token when there is
+none (by the runner's one credential source), keep the token gitlab-runner owns, renew one that expires, check the
+runner against GitLab, repair drifted server-side settings, or unregister a runner that is removed.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import ssl
+import tempfile
+
+from datetime import datetime, timedelta, timezone
+
+from ansible.module_utils.common.text.converters import to_bytes, to_native
+
+from ansible_collections.dood.gitlab_runner.plugins.module_utils import config_toml
+from ansible_collections.dood.gitlab_runner.plugins.module_utils.gitlab_api import GitLabClient, GitLabError, scope_path_for
+from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.model import (
+    Runner, RunnerConfigError, epoch, fingerprint, iso, owned_fields, with_globals,
+)
+
+# A creation recorded as pending this long before GitLab's created_at still matches (clocks of host and GitLab differ).
+CLOCK_SKEW = 300
+
+
+class RunFailed(Exception):
+    """The run stops: ``msg`` for the user (masked by the glue), ``runners`` done so far."""
+
+    def __init__(self, msg, runners=None):
+        super().__init__(msg)
+        self.msg = msg
+        self.runners = runners
+
+
+def doing(exc):
+    """The verb of an API call, for messages: 'Could not <verb> runner ...'."""
+    path = exc.path
+    if exc.method == 'POST' and path in ('/user/runners', '/runners'):
+        return 'create'
+    if path == '/runners/verify':
+        return 'verify the token of'
+    if path.endswith('/reset_authentication_token'):
+        return 'renew the token of'
+    if path == '/runners/managers':
+        return 'remove this host from'
+    if exc.method == 'DELETE':
+        return 'delete'
+    if exc.method == 'PUT':
+        return 'update'
+    if exc.method == 'GET' and re.match(r'^/runners/\d+$', path):
+        return 'read'
+    return 'look up'
+
+
+def check_ca(name, ca_path=None, ca_content=None):
+    """Load a CA certificate where the GitLab side runs; a RunnerConfigError that names the fix when it cannot be used."""
+    if ca_path is not None:
+        if not os.path.isfile(ca_path):
+            raise RunnerConfigError('Runner {0!r}: ca_path {1} is not a file; give the PEM file of the CA that signed '
+                                    'GitLab\'s certificate.'.format(name, ca_path))
+        what, where = 'ca_path {0}'.format(ca_path), {'cafile': ca_path}
+    else:
+        what, where = 'ca_content', {'cadata': ca_content}
+    try:
+        ssl.create_default_context().load_verify_locations(**where)
+    except (ssl.SSLError, IOError, ValueError):
+        raise RunnerConfigError('Runner {0!r}: {1} could not be loaded as a PEM CA certificate; give the CA '
+                                'certificate that signed GitLab\'s certificate.'.format(name, what))
+
+
+class Reconciler:
+    """Compare the declared runners with config.toml and GitLab, then act.
+
+    ``ctx`` is the Ansible side: ``check_mode``, ``secret(value)``, ``warn(msg)``, ``deprecate(msg, version)`` and
+    ``tmpdir``. ``store`` holds the files (see store.Store).
+    """
+
+    def __init__(self, ctx, params, runners, store):
+        self.ctx = ctx
+        self.params = params
+        self.runners = runners
+        self.store = store
+        self.check_mode = ctx.check_mode
+        self.results = []
+        self.clients = {}
+        self.ca_files = {}
+        self.system_id = None
+        self.changed = False
+
+    # -- connections -------------------------------------------------------------------------------------------------
+    def ca_file(self, runner):
+        """The CA bundle file for a runner: ca_path, or ca_content written to a private file of this run."""
+        if not runner.ca_content:
+            return runner.ca_path
+        if runner.ca_content not in self.ca_files:
+            fd, path = tempfile.mkstemp(prefix='gitlab-ca-', suffix='.pem', dir=self.ctx.tmpdir)
+            with os.fdopen(fd, 'wb') as handle:
+                handle.write(to_bytes(runner.ca_content))
+            self.ca_files[runner.ca_content] = path
+        return self.ca_files[runner.ca_content]
+
+    def client(self, runner):
+        ca_path = self.ca_file(runner)
+        key = (runner.url, runner.validate_certs, ca_path, runner.timeout)
+        if key not in self.clients:
+            self.clients[key] = GitLabClient(runner.url, validate_certs=runner.validate_certs, ca_path=ca_path,
+                                             timeout=runner.timeout, retries=self.params['retries'],
+                                             backoff=self.params['retry_delay'], max_backoff=self.params['retry_max_delay'])
+        return self.clients[key]
+
+    def owned(self, runner_id, data):
+        """The runner-owned fields for a token GitLab just sent, the token registered as a secret first."""
+        data = data or {}
+        return owned_fields(runner_id, self.ctx.secret(data.get('token')), data.get('token_expires_at'))
+
+    # -- getting a token ---------------------------------------------------------------------------------------------
+    def obtain(self, runner):
+        """Get a token for a runner that has none, by its one credential source. Returns the runner-owned fields."""
+        api = self.client(runner)
+        source = runner.source
+        if source == 'token':
+            data = api.verify(runner.params['token'], self.system_id)
+            if data is None:
+                raise RunnerConfigError(
+                    'GitLab rejected the token of runner {0!r} (403 for POST /api/v4/runners/verify): the runner was deleted, '
+                    'or its token was reset or expired. Create a new runner authentication token in GitLab (Settings > CI/CD > '
+                    'Runners) and put it in token, or let the module create the runner with runner_type and '
+                    'api_token.'.format(runner.name))
+            token = runner.params['token']
+        elif source == 'registration_token':
+            self.ctx.deprecate('Runner {0!r} uses a registration token. GitLab disabled registration tokens by default in 17.0 '
+                               'and plans to remove them in 20.0; create runners with runner_type and api_token '
+                               'instead.'.format(runner.name), version='2.0.0')
+            settings = runner.creation_settings()
+            data = self.create(runner, settings, lambda: api.register_legacy(runner.params['registration_token'], settings))
+            token = self.ctx.secret(data.get('token'))
+        else:
+            settings = runner.creation_settings()
+            settings['runner_type'] = runner.params['runner_type']
+            if runner.params.get('group_id') is not None:
+                settings['group_id'] = runner.params['group_id']
+            if runner.params.get('project_id') is not None:
+                settings['project_id'] = runner.params['project_id']
+            data = self.create(runner, settings, lambda: api.create_user_runner(runner.api_token, settings))
+            token = self.ctx.secret(data.get('token'))
+        if not token:
+            raise RunnerConfigError('GitLab created runner {0!r} but returned no token; check that the URL points to '
+                                    'GitLab.'.format(runner.name))
+        return owned_fields(data.get('id'), token, data.get('token_expires_at'))
+
+    def create(self, runner, settings, send):
+        kind = settings.get('runner_type')
+        scope = scope_path_for(kind, settings.get('group_id'), settings.get('project_id')) if kind else None
+        return self.store.journaled_create(runner.name, settings.get('description'), kind, scope, send)
+
+    def recover_pending(self, runner, pending, adopt=True):
+        """A creation whose answer was lost: adopt the runner GitLab made then, delete extra ones (docs/gitlab-api.md §1.8).
+
+        Returns the runner-owned fields of the adopted runner, or None when there is none (then a new one is made).
+        """
+        name = runner.name
+        if not runner.api_token:
+            self.ctx.warn('Runner {0!r}: a run at {1} asked GitLab to create it but never got the answer, and without api_token '
+                          'the module cannot look for that runner. If GitLab lists a runner with description {2!r} created then '
+                          'that never contacted GitLab, delete it (Admin > CI/CD > Runners, or the group or project runners '
+                          'page).'.format(name, pending.get('time'), pending.get('description')))
+            return None
+        api = self.client(runner)
+        query = {'type': pending['runner_type']} if pending.get('runner_type') else {}
+        scopes = [pending['scope']] if pending.get('scope') else ['/runners/all', '/runners']
+        listed = failure = None
+        for scope in scopes:
+            try:
+                listed = api.list_runners(runner.api_token, scope, query)
+                break
+            except GitLabError as exc:
+                if exc.status not in (401, 403, 404):
+                    raise
+                failure = exc
+        if listed is None:
+            self.ctx.warn('Runner {0!r}: a run at {1} asked GitLab to create it but never got the answer, and the api_token '
+                          'cannot list the runners to find it ({2}). If GitLab lists a runner with description {3!r} created '
+                          'then that never contacted GitLab, delete it.'.format(name, pending.get('time'), failure.describe(),
+                                                                                pending.get('description')))
+            return None
+        known = self.store.known_ids()
+        since = int(pending.get('at') or 0) - CLOCK_SKEW
+        found = []
+        for item in listed:
+            if not isinstance(item, dict) or item.get('description') != pending.get('description'):
+                continue
+            if item.get('status') != 'never_contacted' or int(item.get('id') or 0) in known:
+                continue
+            if epoch(item.get('created_at')) < since:
+                continue
+            found.append(item)
+        found.sort(key=lambda item: int(item['id']))
+        keep = found[0] if found and adopt else None
+        for extra in found:
+            if extra is not keep:
+                api.delete_runner(runner.api_token, int(extra['id']))
+        if keep is None:
+            return None
+        return self.owned(keep['id'], api.reset_token_by_id(runner.api_token, int(keep['id'])))
+
+    def undo_creation(self, runner, owned, exc):
+        """config.toml could not take the token of a runner just created: delete the runner again (docs/gitlab-api.md §1.5)."""
+        api = self.client(runner)
+        why = 'could not write {0} ({1})'.format(self.store.path, exc.strerror or exc)
+        try:
+            api.delete_by_token(owned['token'])
+        except GitLabError as err:
+            msg = ('Runner {0!r} was created in GitLab (id {1}) but the module {2}, and deleting it again failed too: {3}. '
+                   'The next run with api_token finds and adopts it; otherwise delete runner {1} in GitLab. Make {4} '
+                   'writable, then run again.'.format(runner.name, owned.get('id'), why, err.describe(), self.store.dir))
+            raise RunFailed(msg, self.results)
+        self.store.clear_pending(runner.name)
+        try:
+            self.store.save_state()
+        except (IOError, OSError):
+            pass
+        raise RunFailed('Runner {0!r}: the module {1} after GitLab created the runner (id {2}), so it deleted that runner '
+                        'again (DELETE /api/v4/runners) and GitLab holds no runner this host does not know. Make {3} '
+                        'writable, then run again.'.format(runner.name, why, owned.get('id'), self.store.dir), self.results)
+
+    def renewal(self, runner, entry):
+        """New runner-owned fields when the token in config.toml expires soon (docs/gitlab-api.md §1.7,
+        docs/gitlab-runner-config.md §2.8), else None."""
+        expires = entry.get('token_expires_at')
+        if not isinstance(expires, datetime) or expires == config_toml.ZERO_TIME:
+            return None
+        now = datetime.now(timezone.utc)
+        window = timedelta(days=self.params['token_renewal_days'])
+        obtained = entry.get('token_obtained_at')
+        if isinstance(obtained, datetime) and obtained != config_toml.ZERO_TIME and expires > obtained:
+            if window >= expires - obtained:
+                # A short-lived token: renew in the last quarter of its life like gitlab-runner, not on every run.
+                window = (expires - obtained) / 4
+        if expires - now > window:
+            return None
+        expired = expires <= now
+        when = iso(expires)
+        runner_id = int(entry.get('id') or 0)
+        if runner.source == 'token':
+            if expired:
+                raise RunnerConfigError('The token of runner {0!r} (id {1}) expired at {2}, so gitlab-runner cannot use it. '
+                                        'Reset it in GitLab (the runner\'s page, or POST /api/v4/runners/{1}/'
+                                        'reset_authentication_token) and put the new token in token.'.format(runner.name, runner_id, when))
+            self.ctx.warn('The token of runner {0!r} (id {1}) expires at {2}. It was given with token and may be shared with '
+                          'other hosts, so the module does not rotate it: reset it in GitLab and put the new token in token '
+                          'for every host.'.format(runner.name, runner_id, when))
+            return None
+        if not (runner.api_token and runner_id > 0):
+            if expired:
+                raise RunnerConfigError('The token of runner {0!r} (id {1}) expired at {2} and there is no api_token to renew '
+                                        'it. Set api_token (scope manage_runner) so the module resets it by id, or run '
+                                        '"gitlab-runner reset-token --id {1} --pat ..." on this host.'.format(runner.name, runner_id, when))
+            # gitlab-runner renews it itself while it runs (docs/gitlab-runner-config.md §2.8). The module does not use
+            # the runner's own token for that: a lost answer would leave a dead token and no way to get a new one
+            # without an API token.
+            self.ctx.warn('The token of runner {0!r} (id {1}) expires at {2}. gitlab-runner renews it by itself while it runs; '
+                          'if the runner is stopped until then, set api_token so the module can renew it by id.'.format(
+                              runner.name, runner_id, when))
+            return None
+        if self.check_mode:
+            return dict(entry)
+        return self.owned(runner_id, self.client(runner).reset_token_by_id(runner.api_token, runner_id))
+
+    # -- one runner --------------------------------------------------------------------------------------------------
+    def converge_runner(self, runner, entry, record):
+        """Return (action, runner-owned fields or None to keep the entry's)."""
+        source = runner.source
+        api = self.client(runner)
+        has_token = entry is not None and entry.get('token')
+        print_ = fingerprint(runner.params['token']) if source == 'token' else record.get('source')
+        pending = self.store.pending(runner.name)
+        if has_token and pending:
+            # The run that created it died after saving config.toml and before the journal: it completed.
+            self.store.clear_pending(runner.name)
+        if not has_token and pending and source != 'token':
+            if self.check_mode:
+                return 'created', None
+            adopted = self.recover_pending(runner, pending)
+            self.store.clear_pending(runner.name)
+            if adopted is not None:
+                self.store.remember(runner.name, adopted['id'], True, print_)
+                return 'adopted', adopted
+        if not has_token:
+            # Lost config.toml, but the runner is known and an API token can get a new token for it: no duplicate.
+            known_id = int(record.get('id') or 0)
+            if source != 'token' and runner.api_token and known_id > 0:
+                current = api.get_runner(runner.api_token, known_id)
+                if current is not None:
+                    if self.check_mode:
+                        return 'updated', None
+                    owned = self.owned(known_id, api.reset_token_by_id(runner.api_token, known_id))
+                    self.store.remember(runner.name, known_id, record.get('created', True), print_)
+                    return 'updated', owned
+            if self.check_mode:
+                return 'created', None
+            owned = self.obtain(runner)
+            self.store.remember(runner.name, owned['id'], source != 'token', print_)
+            return 'created', owned
+
+        owned = None
+        action = 'unchanged'
+        if source == 'token' and entry.get('token') != runner.params['token'] and record.get('source') != print_:
+            # The declared token differs from the file's. Either the user handed in a new token, or gitlab-runner
+            # rotated the old one (docs/gitlab-runner-config.md §2.8) and this host has no record of it yet. A
+            # rotated-away token is dead at once (docs/gitlab-api.md §1.7), so asking GitLab about the declared token
+            # tells the two apart.
+            if self.check_mode:
+                return 'updated', None
+            data = api.verify(runner.params['token'], self.system_id)
+            if data is not None:
+                owned = owned_fields(data.get('id') or entry.get('id'), runner.params['token'], data.get('token_expires_at'))
+                action = 'updated'
+            elif api.verify(entry['token'], self.system_id) is None:
+                raise RunnerConfigError(
+                    'GitLab rejected both the declared token and the token in config.toml for runner {0!r} (403 for POST '
+                    '/api/v4/runners/verify). Create a new runner authentication token in GitLab and put it in '
+                    'token.'.format(runner.name))
+        renewed = self.renewal(runner, owned or entry)
+        if renewed is not None:
+            if self.check_mode:
+                return 'updated', None
+            owned = renewed
+            action = 'updated'
+        current_fields = owned or entry
+        self.store.remember(runner.name, current_fields.get('id'), record.get('created', source != 'token'), print_)
+
+        runner_id = int(current_fields.get('id') or 0)
+        check = self.params['server_check']
+        if check == 'verify' and owned is None and not self.check_mode:
+            if api.verify(entry['token'], self.system_id) is None:
+                return self.replace(runner, entry, record, 'its token is rejected (403 for POST /api/v4/runners/verify)')
+        if check != 'never' and runner.api_token and runner_id > 0:
+            current = api.get_runner(runner.api_token, runner_id)
+            if current is None:
+                return self.replace(runner, entry, record,
+                                    'it no longer exists in GitLab (404 for GET /api/v4/runners/{0})'.format(runner_id))
+            changes = runner.drift(current)
+            if changes:
+                if not self.check_mode:
+                    api.update_runner(runner.api_token, runner_id, changes)
+                action = 'updated'
+        return action, owned
+
+    def replace(self, runner, entry, record, why):
+        """The stored runner is gone or its token is dead: create it again when the module holds the means."""
+        if runner.source == 'token':
+            raise RunnerConfigError(
+                'Runner {0!r} (id {1}) cannot work: {2}. Its token was given with token, so the module cannot create it '
+                'again: create a new runner in GitLab and put its token in token, or use runner_type with '
+                'api_token.'.format(runner.name, entry.get('id', 0), why))
+        if self.check_mode:
+            return 'recreated', None
+        owned = self.obtain(runner)
+        self.store.remember(runner.name, owned['id'], True, record.get('source'))
+        return 'recreated', owned
+
+    def unregister(self, runner, entry, created_here):
+        """Remove a runner from GitLab: by id with an API token, else with its own token (docs/gitlab-api.md §1.5).
+
+        ``created_here`` is None for an entry this module has no record of (written by ``gitlab-runner register``,
+        say): then gitlab-runner's own unregister rule applies, a ``glrt-`` token loses only this host's manager and
+        any other token deletes the runner (docs/gitlab-runner-config.md §3.3), so pruning such an entry leaves no
+        orphan behind.
+        """
+        token = entry.get('token')
+        runner_id = int(entry.get('id') or 0)
+        api = self.client(runner)
+        if created_here is None:
+            created_here = not (token or '').startswith('glrt-')
+        if not created_here and token:
+            # A token handed in from outside may serve other hosts too: remove only this host's manager.
+            api.delete_manager(token, self.system_id)
+        elif runner.api_token and runner_id > 0:
+            api.delete_runner(runner.api_token, runner_id)
+        elif token:
+            api.delete_by_token(token)
+
+    # -- messages ----------------------------------------------------------------------------------------------------
+    def describe_error(self, runner, exc):
+        msg = 'Could not {0} runner {1!r}: {2}.'.format(doing(exc), runner.name, exc.describe())
+        msg += _ERROR_HINTS.get(exc.kind, '').format(url=runner.url) if exc.kind in _ERROR_HINTS else _status_hint(exc)
+        if self.store.writes:
+            msg += ' config.toml keeps what this run did before the failure; the next run continues from there.'
+        else:
+            msg += ' config.toml was left unchanged.'
+        if exc.unknown_outcome:
+            msg += ' GitLab may have created the runner anyway: '
+            if runner.api_token:
+                msg += 'the next run finds it through the API and adopts it instead of creating another.'
+            else:
+                msg += ('without api_token the next run cannot look for it, so check GitLab for a runner with description {0!r} '
+                        'that never contacted GitLab and delete it.'.format(runner.creation_settings().get('description')))
+        return msg
+
+    def report(self, name, entry, action):
+        self.results.append({'name': name, 'id': int(entry.get('id') or 0) if entry else 0, 'action': action,
+                             'token_expires_at': iso(entry.get('token_expires_at')) if entry else None})
+
+    # -- the run -----------------------------------------------------------------------------------------------------
+    def run(self, raw, existing):
+        """Reconcile every declared runner; return (desired config, file changed)."""
+        store = self.store
+        store.read_state()
+        self.system_id, _created = store.system_id()
+        config = copy.deepcopy(existing)
+        config.setdefault('runners', [])
+        entries = config['runners']
+        by_name = dict((e.get('name'), e) for e in entries)
+        declared = set(r.name for r in self.runners)
+
+        def persist():
+            if not self.check_mode:
+                store.save_config(with_globals(self.params, config['runners']), self.params['backup'])
+                store.save_state()
+
+        for runner in self.runners:
+            entry = by_name.get(runner.name)
+            record = store.record(runner.name)
+            try:
+                if runner.state == 'absent':
+                    self.remove(runner, entry, record, entries, persist)
+                    continue
+                action, owned = self.converge_runner(runner, entry, record)
+            except GitLabError as exc:
+                raise RunFailed(self.describe_error(runner, exc), self.results)
+            except RunnerConfigError as exc:
+                raise RunFailed(to_native(exc), self.results)
+            except (IOError, OSError) as exc:
+                raise RunFailed('Runner {0!r}: could not write in {1} ({2}). Fix the directory, then run again.'.format(
+                    runner.name, store.dir, exc.strerror or exc), self.results)
+            new_entry = runner.render_entry(owned if owned is not None else entry)
+            if entry is None:
+                entries.append(new_entry)
+            else:
+                entries[entries.index(entry)] = new_entry
+            by_name[runner.name] = new_entry
+            new_token = owned is not None and entry is not None and owned.get('token') != entry.get('token')
+            if action in ('created', 'recreated', 'adopted') or new_token:
+                store.clear_pending(runner.name)
+                try:
+                    persist()
+                except (IOError, OSError) as exc:
+                    if action in ('created', 'recreated') and runner.source != 'token':
+                        self.undo_creation(runner, owned, exc)
+                    raise RunFailed('Runner {0!r} (id {1}) got a new token from GitLab, but the module could not write {2} '
+                                    '({3}). Make {4} writable and run again; with api_token the next run resets the token by '
+                                    'id once more.'.format(runner.name, new_entry.get('id'), store.path, exc.strerror or exc,
+                                                           store.dir), self.results)
+            self.report(runner.name, new_entry, action)
+
+        if self.params['prune']:
+            self.prune(entries, declared, persist)
+
+        desired = with_globals(self.params, config['runners'])
+        file_changed = raw is None or not config_toml.semantic_equal(existing, desired)
+        self.changed = self.changed or file_changed or any(r['action'] != 'unchanged' for r in self.results)
+        if file_changed and not self.check_mode:
+            store.save_config(desired, self.params['backup'])
+        if not self.check_mode:
+            store.save_state()
+        return desired
+
+    def remove(self, runner, entry, record, entries, persist):
+        """A runner declared absent: delete what a lost creation made, unregister it, drop its entry."""
+        pending = self.store.pending(runner.name)
+        if pending and not self.check_mode and runner.source != 'token':
+            # A creation whose answer was lost, for a runner now declared absent: delete what it made.
+            self.recover_pending(runner, pending, adopt=False)
+            self.store.clear_pending(runner.name)
+        if entry is None:
+            return
+        if not self.check_mode:
+            self.unregister(runner, entry, record.get('created'))
+        entries.remove(entry)
+        self.store.forget(runner.name)
+        persist()
+        self.report(runner.name, entry, 'removed')
+
+    def prune(self, entries, declared, persist):
+        """Unregister and drop every entry whose name is not declared."""
+        for entry in list(entries):
+            if entry.get('name') in declared:
+                continue
+            ghost = Runner({'name': entry.get('name') or '', 'state': 'absent', 'url': entry.get('url')}, self.params)
+            ghost.url = entry.get('url') or ghost.url
+            try:
+                if not self.check_mode:
+                    self.unregister(ghost, entry, self.store.record(ghost.name).get('created'))
+            except GitLabError as exc:
+                raise RunFailed(self.describe_error(ghost, exc), self.results)
+            entries.remove(entry)
+            self.store.forget(ghost.name)
+            persist()
+            self.report(ghost.name, entry, 'removed')
+
+
+# What to do about a transport failure, by GitLabError.kind.
+_ERROR_HINTS = {
+    'tls': (' GitLab\'s TLS certificate is not trusted: give the CA that signed it with ca_path or ca_content '
+            '(validate_certs: false only for a throwaway test instance).'),
+    'refused': ' Nothing accepts connections at {url}: check that GitLab runs and that the URL and port are right.',
+    'dns': ' Check the host name in the URL {url}.',
+    'timeout': ' GitLab did not answer in time: check its health and load, or raise timeout (and retries), then run again.',
+    'dropped': ' The connection broke: check GitLab and any proxy or load balancer in front of it, then run again.',
+    'connection': ' The connection broke: check GitLab and any proxy or load balancer in front of it, then run again.',
+    'non_json': (' The answer is not GitLab\'s JSON: check that the URL points at GitLab itself, not at a proxy, a '
+                 'maintenance or a login page.'),
+}
+
+
+def _status_hint(exc):
+    """What to do about an HTTP status GitLab answered (docs/gitlab-api.md §1.0)."""
+    if exc.status == 410:
+        return (' GitLab no longer accepts registration tokens (disabled by default since 17.0): create the runner with '
+                'runner_type and api_token, or with a glrt- token from the UI in token.')
+    if exc.status == 401:
+        return ' The api_token is missing, wrong or expired; create a new access token.'
+    if exc.status == 403:
+        return (' The token lacks a scope or role: creating needs create_runner, reading/updating/deleting needs '
+                'manage_runner (or api), and the owner role of the group or project.')
+    if exc.status == 404:
+        return ' The runner, group or project does not exist, or the token cannot see it; check the ids and the token.'
+    if exc.status == 429:
+        if exc.retry_after is not None:
+            return (' GitLab asked to retry after {0:g} seconds (it is migrating its database or rate limiting): run '
+                    'again after that, or raise retry_max_delay and retries.'.format(exc.retry_after))
+        return ' GitLab asked to retry later: run again in a few minutes.'
+    if exc.status is not None and exc.status >= 500:
+        return ' GitLab failed on its side: check its health (logs, /-/readiness), then run again.'
+    return ''
