@@ -40,12 +40,14 @@ try:
 except ImportError:  # Python < 3.11: no TOML parser in the standard library
     from ansible_collections.dood.gitlab_runner.plugins.module_utils import _tomli as _toml
 
+from ansible_collections.dood.gitlab_runner.plugins.module_utils import config_schema
+
 _toml_loads = _toml.loads
 
 __all__ = (
     'ConfigTomlError', 'DURATION_KEYS', 'MASK', 'RUNNER_OWNED_KEYS', 'SECRET_KEYS', 'ZERO_TIME',
     'go_duration', 'mask', 'mask_text', 'normalize', 'parse', 'render', 'runner_owned',
-    'semantic_equal', 'table_keys', 'utc_now_seconds',
+    'resave', 'save_normal_form', 'schema_key', 'semantic_equal', 'table_keys', 'utc_now_seconds',
 )
 
 MASK = '********'
@@ -61,20 +63,10 @@ RUNNER_OWNED_KEYS = ('id', 'token', 'token_obtained_at', 'token_expires_at')
 # cache credentials (S3 keys and session token, GCS private key, Azure account key) and the Sentry DSN.
 SECRET_KEYS = frozenset(('token', 'AccessKey', 'SecretKey', 'SessionToken', 'PrivateKey', 'AccountKey', 'sentry_dsn'))
 
-# Keys holding a Go time.Duration (written as a Go duration string), as paths from the document root;
-# a list met on the way (``runners``) applies the rest of the path to each element.
-# Autoscaler durations are not modelled (the autoscaler tables are passed through untouched).
-DURATION_KEYS = frozenset((
-    ('connection_max_age',),
-    ('runners', 'unhealthy_interval'),
-    ('runners', 'prepare_timeout'),
-    ('runners', 'get_sources_timeout'),
-    ('runners', 'artifact', 'upload_timeout'),
-    ('runners', 'artifact', 'response_header_timeout'),
-    ('runners', 'experimental', 'boot_verify', 'timeout'),
-    ('runners', 'experimental', 'boot_verify', 'acquire_min_backoff'),
-    ('runners', 'experimental', 'boot_verify', 'acquire_max_backoff'),
-))
+# Keys holding a Go time.Duration (written as a Go duration string), as paths from the document root, from the
+# schema; a list met on the way (``runners``) applies the rest of the path to each element.
+DURATION_KEYS = frozenset(tuple(key.replace('[]', '').split('.'))
+                          for key, row in config_schema.KEYS.items() if row[0] == 'duration')
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
@@ -636,53 +628,169 @@ def _strict_equal(a, b):
     return type(a) is type(b) and a == b
 
 
-# Values gitlab-runner writes for settings nobody set when it re-encodes the whole file (after rotating a token,
-# for instance): NewConfig's defaults and the zero values its encoder keeps (facts §2.0, §2.1, §2.2). A file with
-# them means the same to gitlab-runner as one without, so they must not make the module rewrite the file.
-_IMPLICIT_GLOBALS = (('concurrent', 1), ('check_interval', 0), ('shutdown_timeout', 0), ('connection_max_age', '15m0s'))
-_IMPLICIT_CACHE_ZEROS = ('MaxUploadedArchiveSize', 'AssumeRoleMaxConcurrency')
+# Defaults gitlab-runner's loader puts into a file it re-saves although nobody set them (NewConfig and LoadConfig,
+# docs/gitlab-runner-config.md §2.0, §2.2): a file with them means the same as one without.
+_LOADER_DEFAULTS = {'concurrent': 1, 'connection_max_age': '15m0s', 'session_server': {'session_timeout': 1800}}
+_LIST_KINDS = ('strings', 'floats', 'tables', 'string_or_strings')
+_ZERO = {'string': '', 'integer': 0, 'boolean': False, 'float': 0.0, 'datetime': ZERO_TIME, 'duration': '0s'}
 
 
-def _drop_empty_tables(table, zero_keys=()):
-    for key in list(table):
-        value = table[key]
-        if key in zero_keys and isinstance(value, int) and not isinstance(value, bool) and value == 0:
-            del table[key]
-        elif isinstance(value, dict):
-            _drop_empty_tables(value, zero_keys)
-            if not value:
-                del table[key]
+def schema_key(parts):
+    """The schema's name of a key path: ``('runners', 0, 'docker', 'volumes')`` -> ``runners[].docker.volumes``."""
+    out = ''
+    for part in parts:
+        if isinstance(part, int):
+            out += '[]'
+        else:
+            out += ('.' if out else '') + part
+    return out
 
 
-def drop_implicit_defaults(config):
-    """Deep copy of a normalized ``config`` without the values gitlab-runner writes for unset settings."""
-    result = copy.deepcopy(config)
-    for key, value in _IMPLICIT_GLOBALS:
-        if key in result and _strict_equal(result[key], value):
-            del result[key]
-    session = result.get('session_server')
-    if isinstance(session, dict):
-        if _strict_equal(session.get('session_timeout'), 1800):
-            del session['session_timeout']
-        if not session:
-            del result['session_server']
-    for runner in result.get('runners') or ():
-        if not isinstance(runner, dict):
+def _is_zero(kind, value):
+    """The value gitlab-runner decodes to its field's zero value (the TOML type must match the field's)."""
+    zero = _ZERO.get(kind)
+    if zero is None:
+        return isinstance(value, (list, dict)) and not value
+    return _strict_equal(value, zero) or (kind == 'duration' and isinstance(value, str) and _duration_or_none(value) == 0)
+
+
+def _duration_or_none(value):
+    try:
+        return _parse_go_duration(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _canonical_table(table, prefix):
+    """One table in the form gitlab-runner's save gives it, without what its encoder adds or drops."""
+    result = {}
+    for key, value in table.items():
+        path = prefix + (key,)
+        row = config_schema.KEYS.get(schema_key(path))
+        if row is None:
+            result[key] = value  # a key gitlab-runner does not know: kept as it is, compared as it is
             continue
-        if isinstance(runner.get('cache'), dict):
-            _drop_empty_tables(runner['cache'], _IMPLICIT_CACHE_ZEROS)
-            if not runner['cache']:
-                del runner['cache']
-        if runner.get('feature_flags') == {}:
-            del runner['feature_flags']
+        kind, written = row[0], row[1]
+        if kind == 'string_or_strings' and isinstance(value, str):
+            value = [value]  # saved as an array (StringOrArray)
+        if kind == 'duration' and isinstance(value, str):
+            try:
+                value = go_duration(value)
+            except ConfigTomlError:
+                pass
+        if isinstance(value, dict) and kind in ('table', 'string_map', 'strings_map', 'boolean_map'):
+            value = _canonical_table(value, path) if kind == 'table' else value
+            if not value:
+                continue  # an empty table decodes like an absent one
+        elif isinstance(value, list):
+            if kind == 'tables' or (kind == 'table' and value and all(isinstance(v, dict) for v in value)):
+                value = [_canonical_table(v, path + (i,)) if isinstance(v, dict) else v for i, v in enumerate(value)]
+            if not value and kind in _LIST_KINDS:
+                continue
+        elif written in ('yes', 'no') and _is_zero(kind, value):
+            continue  # a plain (non-pointer) field: its zero value and no value decode alike
+        result[key] = value
+    return result
+
+
+def save_normal_form(config):
+    """``config`` as gitlab-runner holds it after loading: durations canonical, zero values of plain fields, empty
+    tables and lists and the loader's defaults left out, string-or-array keys as arrays. Two configurations with the
+    same normal form mean the same to gitlab-runner, whatever its encoder writes for unset values
+    (docs/gitlab-runner-schema/README.md: the ``zero_written`` column)."""
+    result = _canonical_table(_drop_none(copy.deepcopy(config)), ())
+    for key, default in _LOADER_DEFAULTS.items():
+        if isinstance(default, dict) and isinstance(result.get(key), dict):
+            for sub, sub_default in default.items():
+                if _strict_equal(result[key].get(sub), sub_default):
+                    del result[key][sub]
+            if not result[key]:
+                del result[key]
+        elif key in result and _strict_equal(result[key], default if key != 'connection_max_age' else go_duration(default)):
+            del result[key]
     return result
 
 
 def semantic_equal(a, b):
-    """True when two configurations mean the same to gitlab-runner: compared after ``normalize``
-    (duration spelling, ``None``) and without the defaults gitlab-runner writes for unset settings;
-    table key order does not matter, everything else does."""
-    return _strict_equal(drop_implicit_defaults(normalize(a)), drop_implicit_defaults(normalize(b)))
+    """True when two configurations mean the same to gitlab-runner: compared in their ``save_normal_form``
+    (duration spelling, zero values, empty tables, loader defaults); table key order does not matter, everything
+    else does."""
+    return _strict_equal(save_normal_form(a), save_normal_form(b))
+
+
+def _version_key(version):
+    return tuple(int(part) for part in version.split('.'))
+
+
+def known_at(since, version):
+    """True when a key first released in ``since`` (None: unreleased) exists in gitlab-runner ``version``."""
+    return since is not None and _version_key(since) <= _version_key(version)
+
+
+def _zero_of(kind):
+    if kind in ('table',):
+        return {}
+    return copy.deepcopy(_ZERO.get(kind))
+
+
+def resave(config, version):
+    """``config`` re-encoded the way gitlab-runner ``version`` saves it after loading it (rotation, reset-token,
+    unregister): every key its encoder writes for a zero value added, zero values it omits dropped, string-or-array
+    keys as arrays, durations canonical, the loader's defaults present. Used by the runner test double and by the
+    tests that prove the module stays quiet after gitlab-runner saved the file."""
+    loaded = _drop_none(copy.deepcopy(config))
+    for key, default in _LOADER_DEFAULTS.items():
+        if isinstance(default, dict):
+            table = loaded.setdefault(key, {})
+            for sub, sub_default in default.items():
+                table.setdefault(sub, sub_default)
+        else:
+            loaded.setdefault(key, default)
+    return _resave_table(loaded, (), version)
+
+
+def _children(prefix):
+    """Schema rows directly inside the table ``prefix`` (a schema key)."""
+    start = prefix + '.' if prefix else ''
+    for key, row in config_schema.KEYS.items():
+        if key.startswith(start) and '.' not in key[len(start):]:
+            yield key[len(start):], row
+
+
+def _resave_table(table, prefix, version):
+    result = {}
+    for key, value in table.items():
+        path = prefix + (key,)
+        row = config_schema.KEYS.get(schema_key(path))
+        if row is None or not known_at(row[2], version):
+            continue  # gitlab-runner drops what it does not know when it re-encodes its struct
+        kind, written = row[0], row[1]
+        if kind == 'string_or_strings' and isinstance(value, str):
+            value = [value]
+        elif kind == 'duration' and isinstance(value, str):
+            value = go_duration(value)
+        elif kind == 'table' and isinstance(value, dict):
+            value = _resave_table(value, path, version)
+        elif isinstance(value, list) and (kind == 'tables' or kind == 'table'):
+            value = [_resave_table(v, path + (i,), version) for i, v in enumerate(value)]
+        if written == 'no' and _is_zero(kind, value):
+            continue
+        if written == 'nil' and isinstance(value, (list, dict)) and not value and kind != 'table' and row[3]:
+            continue  # omitempty leaves out an empty list or map; without it a non-nil empty list is written as []
+        result[key] = value
+    skey = schema_key(prefix)
+    for key, row in _children(skey):
+        if key in result or not known_at(row[2], version):
+            continue
+        if row[1] == 'yes':
+            result[key] = _zero_of(row[0])
+        elif row[1] == 'table' and any(True for _child in _children(schema_key(prefix + (key,)))):
+            # A struct (not a named map type such as retry_limits, which has no fields of its own) is written as a
+            # table even when empty.
+            result[key] = _resave_table({}, prefix + (key,), version)
+    return result
+
+
 
 
 # --------------------------------------------------------------------------------------------

@@ -718,3 +718,50 @@ def test_zero_time_and_now():
     assert now.microsecond == 0 and now.utcoffset() == datetime.timedelta(0)
     assert abs((datetime.datetime.now(UTC) - now).total_seconds()) < 5
     assert re.match(r'^t = \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n$', ct.render({'t': now}))
+
+
+# ------------------------------------------------------------------------------------------------
+# What gitlab-runner writes when it saves the file itself (token rotation, reset-token, unregister)
+# ------------------------------------------------------------------------------------------------
+
+def test_resave_reproduces_a_file_gitlab_runner_saved_byte_for_byte():
+    text, dummy = load_fixture('saved_by_v18.10.1.toml')
+    body = ''.join(line for line in text.splitlines(True) if not line.startswith('#'))
+    assert ct.render(ct.resave(ct.parse(text), '18.10.1')) == body
+
+
+def test_resave_adds_zero_values_arrays_and_loader_defaults_and_drops_omitempty_falses():
+    declared = {'runners': [{'name': 'r', 'url': 'https://gitlab.example.com', 'id': 1, 'token': 'T', 'executor': 'docker',
+                             'cache': {'Type': 's3', 'Shared': False, 's3': {'BucketName': 'b', 'Insecure': False}},
+                             'docker': {'image': 'alpine', 'pull_policy': 'always', 'cap_add': []}}]}
+    saved = ct.resave(declared, '18.10.1')
+    runner = saved['runners'][0]
+    assert saved['concurrent'] == 1 and saved['session_server'] == {'session_timeout': 1800}
+    assert runner['docker']['pull_policy'] == ['always']
+    assert runner['docker']['tls_verify'] is False and runner['docker']['shm_size'] == 0
+    assert runner['docker']['cap_add'] == [], 'a list without omitempty is written even when empty'
+    assert 'Shared' not in runner['cache'] and 'Insecure' not in runner['cache']['s3']
+    assert runner['cache']['MaxUploadedArchiveSize'] == 0
+    assert 'AssumeRoleMaxConcurrency' not in runner['cache']['s3'], 'not a key of 18.10.1'
+    assert ct.resave(declared, '19.3.0')['runners'][0]['cache']['s3']['AssumeRoleMaxConcurrency'] == 0
+    assert ct.semantic_equal(declared, saved)
+
+
+@pytest.mark.parametrize('change', [
+    lambda r: r['docker'].__setitem__('privileged', True),
+    lambda r: r['docker'].__setitem__('pull_policy', ['if-not-present']),
+    lambda r: r['cache'].__setitem__('Shared', True),
+    lambda r: r['docker'].__setitem__('services_privileged', False),
+    lambda r: r.__setitem__('proxy_exec', False),
+])
+def test_normal_form_keeps_what_gitlab_runner_reads_differently(change):
+    base = {'runners': [{'name': 'r', 'executor': 'docker', 'cache': {'Type': 's3'}, 'docker': {'image': 'alpine'}}]}
+    changed = copy.deepcopy(base)
+    change(changed['runners'][0])
+    assert not ct.semantic_equal(base, changed)
+    assert not ct.semantic_equal(ct.resave(base, '18.10.1'), ct.resave(changed, '18.10.1'))
+
+
+def test_duration_keys_come_from_the_schema():
+    assert ('runners', 'monitoring', 'job_queuing_durations', 'threshold') in ct.DURATION_KEYS
+    assert ('runners', 'docker', 'wait_for_services_timeout') not in ct.DURATION_KEYS
