@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import datetime
 import decimal
+import fnmatch
 import math
 import re
 
@@ -47,7 +48,7 @@ _toml_loads = _toml.loads
 __all__ = (
     'ConfigTomlError', 'DURATION_KEYS', 'MASK', 'RUNNER_OWNED_KEYS', 'SECRET_KEYS', 'ZERO_TIME',
     'go_duration', 'mask', 'mask_text', 'normalize', 'parse', 'render', 'runner_owned',
-    'resave', 'save_normal_form', 'schema_key', 'semantic_equal', 'table_keys', 'utc_now_seconds',
+    'resave', 'save_normal_form', 'schema_key', 'secret_name', 'secret_values', 'semantic_equal', 'table_keys', 'utc_now_seconds',
 )
 
 MASK = '********'
@@ -794,6 +795,212 @@ def _resave_table(table, prefix, version):
 
 
 # --------------------------------------------------------------------------------------------
+# Values checked against the schema of one gitlab-runner version
+# --------------------------------------------------------------------------------------------
+
+_EXPECTED = {
+    'string': 'a string',
+    'integer': 'an integer',
+    'boolean': 'true or false',
+    'float': 'a number',
+    'datetime': 'a date-time',
+    'duration': 'a Go duration such as "90s", "15m" or "1h30m" (or a number of seconds)',
+    'table': 'a table',
+    'tables': 'a list of tables',
+    'strings': 'a list of strings',
+    'floats': 'a list of numbers',
+    'string_map': 'a table of strings',
+    'strings_map': 'a table of string lists',
+    'boolean_map': 'a table of true/false values',
+    'string_or_strings': 'a string or a list of strings',
+}
+# What each element of a collection must be: (container type, element kind).
+_ELEMENTS = {
+    'strings': (list, 'string'),
+    'floats': (list, 'float'),
+    'tables': (list, 'table'),
+    'string_or_strings': (list, 'string'),
+    'string_map': (dict, 'string'),
+    'strings_map': (dict, 'strings'),
+    'boolean_map': (dict, 'boolean'),
+}
+# gitlab-runner's label rules (docs/gitlab-runner-schema/README.md): it refuses a file that breaks them.
+LABEL_KEY_RE = re.compile(r'\A[a-zA-Z0-9_][a-zA-Z0-9._-]{2,64}\Z')
+LABEL_VALUE_RE = re.compile(r'\A[a-zA-Z0-9._-]{1,256}\Z')
+MAX_LABELS = 32
+
+
+def _is_str(value):
+    return isinstance(value, str)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _kind_ok(kind, value):
+    if kind == 'string':
+        return _is_str(value)
+    if kind == 'integer':
+        return _is_int(value)
+    if kind == 'boolean':
+        return isinstance(value, bool)
+    if kind == 'float':
+        return isinstance(value, float) or _is_int(value)
+    if kind == 'datetime':
+        return isinstance(value, datetime.datetime)
+    if kind == 'duration':
+        return _is_str(value) or _is_int(value)
+    if kind == 'table':
+        return isinstance(value, dict) or (isinstance(value, list) and all(isinstance(v, dict) for v in value))
+    if kind == 'tables':
+        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+    if kind == 'strings':
+        return isinstance(value, list) and all(_is_str(v) for v in value)
+    if kind == 'floats':
+        return isinstance(value, list) and all(isinstance(v, float) or _is_int(v) for v in value)
+    if kind == 'string_map':
+        return isinstance(value, dict) and all(_is_str(v) for v in value.values())
+    if kind == 'strings_map':
+        return isinstance(value, dict) and all(isinstance(v, list) and all(_is_str(i) for i in v) for v in value.values())
+    if kind == 'boolean_map':
+        return isinstance(value, dict) and all(isinstance(v, bool) for v in value.values())
+    if kind == 'string_or_strings':
+        return _is_str(value) or (isinstance(value, list) and all(_is_str(v) for v in value))
+    return True
+
+
+def describe_value(value, secret=False):
+    """What a value is, for a message: its TOML type, and the value itself unless it may be a secret."""
+    if isinstance(value, bool):
+        kind = 'a boolean'
+    elif _is_int(value):
+        kind = 'an integer'
+    elif isinstance(value, float):
+        kind = 'a float'
+    elif _is_str(value):
+        kind = 'a string'
+    elif isinstance(value, dict):
+        return 'a table'
+    elif isinstance(value, (list, tuple)):
+        inner = set(describe_value(v, True) for v in value)
+        return 'a list of ' + ('mixed values' if len(inner) > 1 else (inner.pop().split(' ', 1)[1] + 's' if inner else 'nothing'))
+    else:
+        return 'a ' + type(value).__name__
+    if secret:
+        return kind
+    text = repr(value)
+    return '{0} ({1})'.format(kind, text if len(text) <= 40 else text[:37] + '...')
+
+
+def resolve_version(version):
+    """(the schema version to check against, a note when it is not the one asked for). ``version`` is a gitlab-runner
+    version or image tag (``v18.10.1``, ``alpine-v18.10.1``, ``18.10.1``) or None for the newest known release."""
+    releases = config_schema.RELEASES
+    newest = releases[-1]
+    if not version:
+        return newest, None
+    match = re.search(r'(\d+)\.(\d+)\.(\d+)', str(version))
+    if not match:
+        return newest, ('gitlab-runner version {0!r} is not a release number; values were checked against {1}, the newest '
+                        'release the collection knows.'.format(version, newest))
+    wanted = '.'.join(match.groups())
+    if wanted in releases:
+        return wanted, None
+    older = [r for r in releases if _version_key(r) <= _version_key(wanted)]
+    chosen = older[-1] if older else releases[0]
+    return chosen, ('gitlab-runner {0} is not a version the collection has key tables for; values were checked against '
+                    '{1}, the nearest known release {2} it.'.format(wanted, chosen, 'before' if older else 'after'))
+
+
+def check_values(table, prefix, version, secret_names=()):
+    """Problems of the values in ``table`` (at key path ``prefix``) for gitlab-runner ``version``, in order:
+    ``(path, problem, detail)`` with problem ``unknown`` (detail: the known keys there), ``version`` (detail: the
+    first release with the key, or None), ``type`` (detail: what was expected, what was given), ``duration``,
+    ``label`` (detail: a sentence)."""
+    problems = []
+    _check_table(table, prefix, version, tuple(secret_names), problems)
+    return problems
+
+
+def _known_children(skey, version):
+    return sorted(key for key, row in _children(skey) if known_at(row[2], version))
+
+
+def _check_table(table, prefix, version, secret_names, problems):
+    skey = schema_key(prefix)
+    for key, value in table.items():
+        path = prefix + (key,)
+        row = config_schema.KEYS.get(schema_key(path))
+        if row is None:
+            problems.append((path, 'unknown', _known_children(skey, version)))
+            continue
+        kind, since = row[0], row[2]
+        if not known_at(since, version):
+            problems.append((path, 'version', since))
+            continue
+        if value is None:
+            continue
+        if not _kind_ok(kind, value):
+            element = _ELEMENTS.get(kind)
+            if element and isinstance(value, element[0]):
+                # The container is right; name the first element that is not.
+                items = value.items() if isinstance(value, dict) else enumerate(value)
+                for sub, item in items:
+                    if not _kind_ok(element[1], item):
+                        hidden = secret_name(key, secret_names) or secret_name(sub, secret_names)
+                        problems.append((path + (sub,), 'type', (_EXPECTED[element[1]], describe_value(item, hidden))))
+                        break
+                continue
+            problems.append((path, 'type', (_EXPECTED[kind], describe_value(value, secret_name(key, secret_names)))))
+            continue
+        if kind == 'duration' and _is_str(value) and _duration_or_none(value) is None:
+            problems.append((path, 'duration', value))
+        elif kind == 'string_map' and key == 'labels':
+            problems.extend((path, 'label', sentence) for sentence in label_problems(value))
+        elif kind == 'table' and any(True for _child in _children(schema_key(path))):
+            for i, item in enumerate(value if isinstance(value, list) else [value]):
+                _check_table(item, path + (i,) if isinstance(value, list) else path, version, secret_names, problems)
+        elif kind == 'tables':
+            for i, item in enumerate(value):
+                _check_table(item, path + (i,), version, secret_names, problems)
+
+
+def declared_durations(table, prefix):
+    """Deep copy of a declared ``table`` (at ``prefix``) with every integer in a duration field written as that many
+    seconds in Go's form: gitlab-runner itself would read a bare integer as nanoseconds (docs/gitlab-runner-config.md
+    §2.7), which nobody means."""
+    result = {}
+    for key, value in table.items():
+        path = prefix + (key,)
+        row = config_schema.KEYS.get(schema_key(path))
+        kind = row[0] if row else None
+        if kind == 'duration' and _is_int(value):
+            value = go_duration(value)
+        elif isinstance(value, dict) and kind == 'table':
+            value = declared_durations(value, path)
+        elif isinstance(value, list) and kind in ('table', 'tables'):
+            value = [declared_durations(v, path + (i,)) if isinstance(v, dict) else copy.deepcopy(v) for i, v in enumerate(value)]
+        else:
+            value = copy.deepcopy(value)
+        result[key] = value
+    return result
+
+
+def label_problems(labels):
+    """Sentences for each label gitlab-runner would refuse (docs/gitlab-runner-schema/README.md, label rules)."""
+    found = []
+    for key, value in labels.items():
+        if not LABEL_KEY_RE.match(str(key)):
+            found.append('label key {0!r} breaks gitlab-runner\'s label rules (3 to 65 letters, digits, "_", "." or "-", '
+                         'not starting with "." or "-")'.format(key))
+        elif not _is_str(value) or not LABEL_VALUE_RE.match(value):
+            found.append('the value of label {0!r} breaks gitlab-runner\'s label rules (1 to 256 letters, digits, "_", '
+                         '"." or "-")'.format(key))
+    return found
+
+
+# --------------------------------------------------------------------------------------------
 # Secrets
 # --------------------------------------------------------------------------------------------
 
@@ -822,22 +1029,71 @@ def mask_text(text, secrets=()):
     return _mask_string(text, _secret_list(secrets))
 
 
-def _mask(value, secrets, key=None):
+# Names whose value is a credential, wherever they appear: a key of any table (kubernetes ``bearer_token``, ssh
+# ``password``, the cache keys) or the name of an environment variable (``DOCKER_AUTH_CONFIG``, ``NPM_TOKEN``,
+# ``AWS_SECRET_ACCESS_KEY``). Matched without regard to case, except the CamelCase ``...Key`` of the cache tables.
+SECRET_NAME_PARTS = ('password', 'passwd', 'token', 'secret', 'credential', 'auth_config', 'apikey', 'api_key',
+                     'private_key', 'privatekey', 'sentry_dsn')
+SECRET_NAME_SUFFIXES = ('_key', '-key')
+
+
+def secret_name(name, extra=()):
+    """True when a key or environment variable called ``name`` holds a credential (see SECRET_NAME_PARTS), or when
+    it matches one of ``extra`` (names or shell patterns such as ``*_CREDS``, compared without regard to case)."""
+    if not isinstance(name, str) or not name:
+        return False
+    lower = name.lower()
+    if name in SECRET_KEYS or name.endswith('Key') or lower == 'key' or lower.endswith(SECRET_NAME_SUFFIXES):
+        return True
+    if any(part in lower for part in SECRET_NAME_PARTS):
+        return True
+    return any(fnmatch.fnmatchcase(lower, pattern.lower()) for pattern in extra)
+
+
+def _env_name(item):
+    return item.split('=', 1)[0] if isinstance(item, str) and '=' in item else None
+
+
+def secret_values(value, extra=(), key=None):
+    """Every credential in a configuration or a declaration: string values of secret-named keys, and the values of
+    secret-named ``KEY=value`` entries of any ``environment`` list."""
+    found = []
+    if isinstance(value, dict):
+        for sub_key, sub_value in value.items():
+            found.extend(secret_values(sub_value, extra, sub_key))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            if key == 'environment' and secret_name(_env_name(item), extra):
+                found.append(item.split('=', 1)[1])
+            else:
+                found.extend(secret_values(item, extra, key if isinstance(item, (list, tuple)) else None))
+    elif isinstance(value, str) and value and secret_name(key, extra):
+        found.append(value)
+    return found
+
+
+def _mask(value, secrets, key=None, extra=()):
+    if isinstance(value, str) and value and secret_name(key, extra):
+        return MASK
     if key in SECRET_KEYS and value is not None and not isinstance(value, (dict, list, tuple)):
         return MASK
     if isinstance(value, dict):
-        return {(_mask_string(k, secrets) if isinstance(k, str) else k): _mask(v, secrets, k) for k, v in value.items()}
+        return {(_mask_string(k, secrets) if isinstance(k, str) else k): _mask(v, secrets, k, extra) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_mask(v, secrets, key) for v in value]
+        if key == 'environment':
+            return [(_env_name(v) + '=' + MASK) if secret_name(_env_name(v), extra) else _mask(v, secrets, None, extra)
+                    for v in value]
+        return [_mask(v, secrets, key, extra) for v in value]
     if isinstance(value, str):
         return _mask_string(value, secrets)
     return copy.deepcopy(value)
 
 
-def mask(config, secrets=()):
-    """Deep copy of ``config`` safe to show: values of ``SECRET_KEYS`` (at any depth) become ``MASK``,
-    and every occurrence of one of ``secrets`` in any string (keys included) is replaced by ``MASK``."""
-    return _mask(config, _secret_list(secrets))
+def mask(config, secrets=(), extra_names=()):
+    """Deep copy of ``config`` safe to show: values of secret-named keys (at any depth) and of secret-named
+    environment variables become ``MASK``, and every occurrence of one of ``secrets`` in any string (keys included)
+    is replaced by ``MASK``."""
+    return _mask(config, _secret_list(secrets), None, tuple(extra_names))
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ description:
   - Registers each declared runner with GitLab exactly once, keeps its identity (the runner C(id)) in its
     C([[runners]]) entry as gitlab-runner itself does, repairs server-side settings that drifted, and writes the
     whole C(config.toml) from the declared state.
-  - The file is written only when its parsed content differs, atomically (temporary file and rename), mode C(0600).
+  - The file is written only when it would mean something else to gitlab-runner, atomically (temporary file and rename),
+    mode C(0600). What gitlab-runner's own encoder adds or drops when it saves the file itself (after rotating a token,
+    for example) counts as no difference.
   - The fields gitlab-runner owns (C(id), C(token), C(token_obtained_at), C(token_expires_at)) are kept from the file,
     so a token the runner rotated itself is never overwritten by an older one.
   - Runners that are removed (O(runners[].state=absent), or not declared with O(prune=true)) are unregistered from GitLab
@@ -65,6 +67,36 @@ options:
       - Keep a timestamped copy of the previous C(config.toml) (mode C(0600)) when the file changes.
     type: bool
     default: false
+  authoritative:
+    description:
+      - When false, keys nobody declared stay as they are (see the description).
+      - When true, the declaration with its defaults is the whole file. Every global setting and every key of a
+        declared runner's entry that is not declared (or a default) is removed; each key removed is named in a
+        warning and shown in the diff. Entries of runners that are not declared are removed only with O(prune=true).
+      - Run with C(--check --diff) first to see what would go.
+    type: bool
+    default: false
+  runner_version:
+    description:
+      - The version of the deployed gitlab-runner (V(18.10.1), or an image tag such as V(v18.10.1) or
+        V(alpine-v18.10.1)). Values are checked against the keys and types that version knows; a key it does not
+        have is refused, naming the first release that has it.
+      - A version the collection has no key tables for is checked against the nearest known release, with a warning;
+        unset means the newest known release (19.3.0).
+    type: str
+  secret_names:
+    description:
+      - More names (or shell patterns such as V(*_CREDS)) of keys and environment variables whose values are
+        credentials, compared without regard to case.
+      - Values of keys and of C(KEY=value) environment entries (in O(runners[].environment), services' environments,
+        O(runners[].extra) and the cache tables) whose name contains V(password), V(passwd), V(token), V(secret),
+        V(credential), V(auth_config), V(apikey), V(api_key), V(private_key) or V(sentry_dsn), or ends with V(_key),
+        V(-key) or V(Key), are always treated as secrets (for example C(DOCKER_AUTH_CONFIG), C(NPM_TOKEN), a
+        kubernetes C(bearer_token), an ssh C(password)). They are masked in the diff, and values of four characters
+        or more are also hidden from every message and Ansible's own output.
+    type: list
+    elements: str
+    default: []
   retries:
     description:
       - How many more times a failed call to GitLab is sent again when repeating it is safe.
@@ -152,6 +184,124 @@ options:
       session_timeout:
         description: Seconds a terminal session may stay open.
         type: int
+  global_defaults:
+    description:
+      - Global settings (the same keys as the top-level options C(concurrent), C(log_level), ...) used where the file
+        has none, or where it still holds what the module wrote from this option before. A value set by hand is kept;
+        a top-level option declares a value that is always written.
+    type: dict
+    suboptions:
+      listen_address:
+        description: See O(listen_address).
+        type: str
+      session_server:
+        description: See O(session_server).
+        type: dict
+        suboptions:
+          listen_address:
+            description: See O(session_server.listen_address).
+            type: str
+          advertise_address:
+            description: See O(session_server.advertise_address).
+            type: str
+          session_timeout:
+            description: See O(session_server.session_timeout).
+            type: int
+      labels:
+        description: See O(labels).
+        type: dict
+      concurrent:
+        description: See O(concurrent).
+        type: int
+      check_interval:
+        description: See O(check_interval).
+        type: int
+      log_level:
+        description: See O(log_level).
+        type: str
+        choices: [debug, info, warn, warning, error, fatal, panic]
+      log_format:
+        description: See O(log_format).
+        type: str
+        choices: [runner, text, json]
+      sentry_dsn:
+        description: See O(sentry_dsn).
+        type: str
+      connection_max_age:
+        description: See O(connection_max_age).
+        type: str
+      shutdown_timeout:
+        description: See O(shutdown_timeout).
+        type: int
+  runner_defaults:
+    description:
+      - Settings of every runner's entry (the local settings of O(runners), with the same names), used where the
+        entry has none, or where it still holds what the module wrote from this option before. A setting of an
+        existing entry that someone set by hand is kept; declare it in the runner to change it.
+    type: dict
+    suboptions:
+      executor:
+        description: See O(runners[].executor).
+        type: str
+        choices: [shell, custom, instance, docker, docker-windows, docker-autoscaler, docker+machine, kubernetes, ssh, parallels, virtualbox]
+      limit:
+        description: See O(runners[].limit).
+        type: int
+      output_limit:
+        description: See O(runners[].output_limit).
+        type: int
+      request_concurrency:
+        description: See O(runners[].request_concurrency).
+        type: int
+      tls_ca_file:
+        description: See O(runners[].tls_ca_file).
+        type: path
+      tls_cert_file:
+        description: See O(runners[].tls_cert_file).
+        type: path
+      tls_key_file:
+        description: See O(runners[].tls_key_file).
+        type: path
+      builds_dir:
+        description: See O(runners[].builds_dir).
+        type: str
+      cache_dir:
+        description: See O(runners[].cache_dir).
+        type: str
+      clone_url:
+        description: See O(runners[].clone_url).
+        type: str
+      environment:
+        description: See O(runners[].environment).
+        type: list
+        elements: str
+      pre_get_sources_script:
+        description: See O(runners[].pre_get_sources_script).
+        type: str
+      post_get_sources_script:
+        description: See O(runners[].post_get_sources_script).
+        type: str
+      pre_build_script:
+        description: See O(runners[].pre_build_script).
+        type: str
+      post_build_script:
+        description: See O(runners[].post_build_script).
+        type: str
+      shell:
+        description: See O(runners[].shell).
+        type: str
+      cache:
+        description: See O(runners[].cache).
+        type: dict
+      feature_flags:
+        description: See O(runners[].feature_flags).
+        type: dict
+      docker:
+        description: See O(runners[].docker).
+        type: dict
+      extra:
+        description: See O(runners[].extra).
+        type: dict
   runners:
     description:
       - The runners of this host. Each is tied to its C([[runners]]) entry by O(runners[].name).
@@ -226,9 +376,10 @@ options:
         description: Server-side free-form maintenance note, at most 1024 characters.
         type: str
       executor:
-        description: The executor.
+        description:
+          - The executor. An entry the module creates gets V(docker) when neither this nor O(runner_defaults.executor)
+            is set; an existing entry keeps its own unless this is set.
         type: str
-        default: docker
         choices: [shell, custom, instance, docker, docker-windows, docker-autoscaler, docker+machine, kubernetes, ssh, parallels, virtualbox]
       limit:
         description: Maximum concurrent jobs of this runner (0 is unlimited).
@@ -283,6 +434,10 @@ options:
         description:
           - The C([runners.docker]) table, keys exactly as gitlab-runner names them (C(image), C(volumes),
             C(pull_policy), C(allowed_images), C(services) as a list of dicts, ...). An unknown key is refused.
+          - Each declared key is written; the keys of the entry's table that are not declared stay. A list (such as
+            C(volumes)) is written whole.
+          - Values must have the type gitlab-runner reads (C(cpus) and C(memory) are strings such as V("2") and
+            V("2g"), C(shm_size) an integer number of bytes, C(volumes) a list).
         type: dict
       cache:
         description:
@@ -293,6 +448,9 @@ options:
         description:
           - Any other key of a C([[runners]]) entry, written as given (for example C(unhealthy_interval),
             C(kubernetes), C(custom_build_dir)). It may not repeat an option above or a field gitlab-runner owns.
+          - A duration (C(unhealthy_interval), C(prepare_timeout), ...) is a Go duration string (V(90s), V(1h30m)) or an
+            integer number of seconds, which the module writes as a Go duration (gitlab-runner itself would read a bare
+            integer as nanoseconds). V(1h30min) is not a Go duration and is refused.
         type: dict
       api_token:
         description: Overrides O(api_token) for this runner.
@@ -415,10 +573,17 @@ runners:
       type: int
       sample: 9171
     action:
-      description: What the module did.
+      description:
+        - What the module did in GitLab. V(verified) is a given O(runners[].token) checked and first written (nothing
+          is created in GitLab); V(adopted) is a runner whose creation answer a crashed run lost, found and kept.
       type: str
       sample: created
-      choices: [created, adopted, recreated, updated, unchanged, removed]
+      choices: [created, verified, adopted, recreated, updated, unchanged, removed]
+    config:
+      description: What the module did to the runner's entry in C(config.toml).
+      type: str
+      sample: unchanged
+      choices: [added, updated, unchanged, removed]
     token_expires_at:
       description: When the runner's token expires (ISO 8601, UTC), or null when it does not.
       type: str
@@ -428,6 +593,11 @@ system_id:
   returned: always
   type: str
   sample: s_0123456789ab
+runner_version:
+  description: The gitlab-runner version whose key tables the values were checked against.
+  returned: always
+  type: str
+  sample: 18.10.1
 path:
   description: Path of C(config.toml).
   returned: always

@@ -18,8 +18,10 @@ from urllib.parse import urlsplit
 from ansible.module_utils.common.text.converters import to_bytes
 
 from ansible_collections.dood.gitlab_runner.plugins.module_utils import config_toml
+from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config import merge
 from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.options import (
-    BOUNDED_OPTIONS, CONNECTION_OPTIONS, CREDENTIAL_OPTIONS, LOCAL_SETTINGS, GLOBAL_SETTINGS, SERVER_SETTINGS,
+    BOUNDED_OPTIONS, CONNECTION_OPTIONS, CREDENTIAL_OPTIONS, LOCAL_SETTINGS, GLOBAL_SETTINGS, RUNNER_SECRET_OPTIONS,
+    SERVER_SETTINGS,
 )
 
 MASK = config_toml.MASK
@@ -93,7 +95,7 @@ def owned_fields(runner_id, token, expires_at):
 
 
 class Runner:
-    """One declared runner with its effective connection settings."""
+    """One declared runner with its effective connection settings and the defaults for its entry."""
 
     def __init__(self, params, top):
         self.params = params
@@ -106,6 +108,9 @@ class Runner:
         if params.get('ca_path') or params.get('ca_content'):
             # A runner's own CA replaces the top-level one, whichever of the two forms each uses.
             self.ca_path, self.ca_content = params.get('ca_path'), params.get('ca_content')
+        self.defaults = dict((k, v) for k, v in (top.get('runner_defaults') or {}).items() if v is not None)
+        # What the entry's settings come to, declared over defaults: what is checked against the schema.
+        self.effective = merge.overlay(self.defaults, dict((k, v) for k, v in params.items() if v is not None))
 
     @property
     def source(self):
@@ -134,51 +139,120 @@ class Runner:
                 changes[key] = wanted
         return changes
 
-    def render_entry(self, owned_from):
-        """The whole [[runners]] entry from the declaration plus the runner-owned fields."""
-        entry = {'name': self.name, 'url': self.url}
+    def entry(self, current, owned_from, applied, authoritative=False):
+        """(the [[runners]] entry, digests of what the module wrote, paths removed): the declaration merged into the
+        entry the file holds (merge.merge), with the runner-owned fields of ``owned_from``."""
+        declared = local_table(self.params)
+        defaults = merge.overlay({'executor': DEFAULT_EXECUTOR}, local_table(self.defaults))
+        entry, written, removed = merge.merge(current, declared, defaults, applied, authoritative, ENTRY_KEEP)
+        entry['name'] = self.name
+        entry['url'] = self.url
         for field in RUNNER_OWNED:
             value = owned_from.get(field) if owned_from else None
             if value is None:
                 value = {'id': 0, 'token': '', 'token_obtained_at': config_toml.ZERO_TIME,
                          'token_expires_at': config_toml.ZERO_TIME}[field]
             entry[field] = value
-        for option, key in LOCAL_SETTINGS:
-            value = self.params.get(option)
-            if value is None or value == {} or value == []:
-                continue
-            entry[key] = copy.deepcopy(value)
-        for key, value in (self.params.get('extra') or {}).items():
-            entry[key] = copy.deepcopy(value)
-        return config_toml.normalize({'runners': [entry]})['runners'][0]
+        return config_toml.normalize({'runners': [entry]})['runners'][0], written, removed
 
 
-def secret_values(value, key=None):
-    """Credentials inside a table (cache keys) whose options cannot be no_log, to be masked in every output."""
-    found = []
-    if isinstance(value, dict):
-        for sub_key, sub_value in value.items():
-            found.extend(secret_values(sub_value, sub_key))
-    elif key in config_toml.SECRET_KEYS and isinstance(value, str):
-        found.append(value)
-    return found
+# The executor of an entry the module creates when neither the runner nor runner_defaults names one.
+DEFAULT_EXECUTOR = 'docker'
+# Keys of an entry the merge leaves to the identity and token logic.
+ENTRY_KEEP = ('name', 'url') + tuple(RUNNER_OWNED)
 
 
-def with_globals(params, runners):
-    """The whole file: the declared global settings and the runners."""
-    desired = {}
+def local_table(params):
+    """The config.toml keys a declaration (or runner_defaults) sets: its local options and ``extra``, integer
+    durations written as seconds."""
+    table = {}
+    for option, key in LOCAL_SETTINGS:
+        value = params.get(option)
+        if value is None or value == {} or value == []:
+            continue
+        table[key] = copy.deepcopy(value)
+    for key, value in (params.get('extra') or {}).items():
+        table[key] = copy.deepcopy(value)
+    return config_toml.declared_durations(table, ('runners', 0))
+
+
+def global_table(params):
+    """The top-level config.toml keys a declaration (or global_defaults) sets."""
+    table = {}
     for key in GLOBAL_SETTINGS:
         value = params.get(key)
         if key == 'session_server' and value:
             value = dict((k, v) for k, v in value.items() if v is not None) or None
         if value is None or value == {}:
             continue
-        desired[key] = copy.deepcopy(value)
-    if 'connection_max_age' in desired:
-        raw = desired['connection_max_age']
-        desired['connection_max_age'] = config_toml.go_duration(int(raw) if str(raw).isdigit() else raw)
-    desired['runners'] = runners
+        table[key] = copy.deepcopy(value)
+    if 'connection_max_age' in table:
+        raw = table['connection_max_age']
+        table['connection_max_age'] = config_toml.go_duration(int(raw) if str(raw).isdigit() else raw)
+    return table
+
+
+def merge_globals(existing, params, applied, authoritative=False):
+    """(top-level settings, digests of what the module wrote, paths removed) for the file: declared globals and
+    global_defaults merged into what the file holds (everything but the runners)."""
+    current = dict((k, v) for k, v in (existing or {}).items() if k != 'runners')
+    declared = global_table(params)
+    defaults = global_table(dict((k, v) for k, v in (params.get('global_defaults') or {}).items()))
+    return merge.merge(current, declared, defaults, applied, authoritative)
+
+
+def whole_file(settings, runners):
+    """The whole file: the top-level settings, then the runners (no ``runners = []`` for a file without any)."""
+    desired = copy.deepcopy(settings)
+    if runners:
+        desired['runners'] = runners
     return desired
+
+
+# Values too common to hide everywhere in Ansible's output (they are still masked by name in the diff).
+_NOT_WORTH_HIDING = frozenset(('true', 'false', 'yes', 'no', 'none', 'null'))
+
+
+def declared_secrets(params, extra_names=()):
+    """Every credential in the declaration: tokens, and values whose key or environment variable name says they are
+    one (config_toml.secret_name), so they are masked before any check can fail and print the arguments."""
+    found = []
+    for option in RUNNER_SECRET_OPTIONS:
+        found.append(params.get(option))
+    for option in ('cache', 'docker', 'extra', 'environment'):
+        found.extend(config_toml.secret_values({option: params.get(option)}, extra_names))
+    return [v for v in found if isinstance(v, str) and len(v) >= 4 and v.lower() not in _NOT_WORTH_HIDING]
+
+
+def message_path(path):
+    """A key path inside a runner entry for a message: ``docker.services[0].command``."""
+    out = ''
+    for part in path:
+        out += '[{0}]'.format(part) if isinstance(part, int) else ('.' if out else '') + str(part)
+    return out
+
+
+def schema_message(where, path, problem, detail, version):
+    """One sentence for a problem config_toml.check_values found; ``where`` is 'Runner 'x'' or an option name."""
+    shown = message_path(path)
+    if problem == 'unknown':
+        inside = path[1:-1] if path[0] == 'extra' else path[:-1]
+        table = 'runners.' + message_path(tuple(p for p in inside if not isinstance(p, int)))
+        return ('{0}: {1} is not a key of gitlab-runner\'s [{2}] table{3}; gitlab-runner would ignore it. Fix or remove '
+                'it.'.format(where, shown, table, closest(str(path[-1]), detail)))
+    if problem == 'version':
+        if detail is None:
+            return ('{0}: {1} is only in gitlab-runner\'s unreleased main branch, not in any release; gitlab-runner {2} '
+                    'would ignore it. Remove it.'.format(where, shown, version))
+        return ('{0}: {1} came with gitlab-runner {2}; the deployed gitlab-runner {3} would ignore it. Remove it, or '
+                'deploy gitlab-runner {2} or later (runner_version).'.format(where, shown, detail, version))
+    if problem == 'type':
+        return ('{0}: {1} must be {2}, not {3}; gitlab-runner refuses to load a file with a value of the wrong '
+                'type.'.format(where, shown, detail[0], detail[1]))
+    if problem == 'duration':
+        return ('{0}: {1} {2!r} is not a Go duration; use one such as "90s", "15m" or "1h30m" (units ns, us, ms, s, m, '
+                'h), or a number of seconds.'.format(where, shown, detail))
+    return '{0}: {1}; gitlab-runner refuses a file that breaks them.'.format(where, detail)
 
 
 def url_problem(url, allow_http, sends='tokens', legacy_ci=True):
@@ -204,10 +278,21 @@ class Validator:
     ``check_ca`` loads a CA (file or PEM text) where the GitLab side runs, raising RunnerConfigError.
     """
 
-    def __init__(self, params, secret, check_ca):
+    def __init__(self, params, secret, check_ca, version=None):
         self.params = params
         self.secret = secret
         self.check_ca = check_ca
+        self.version = version or config_toml.resolve_version(None)[0]
+        self.secret_names = tuple(params.get('secret_names') or ())
+
+    def register_secrets(self):
+        """Mask every credential of the declaration before the first check can fail and print the arguments."""
+        for params in self.params['runners']:
+            for value in declared_secrets(params, self.secret_names):
+                self.secret(value)
+        for value in declared_secrets(self.params.get('runner_defaults') or {}, self.secret_names):
+            self.secret(value)
+        self.secret(self.params.get('sentry_dsn'))
 
     def top_level(self):
         """The checks of single top-level options, in the order the module always made them."""
@@ -225,6 +310,10 @@ class Validator:
             except config_toml.ConfigTomlError as exc:
                 raise RunnerConfigError('connection_max_age: {0}. Use a Go duration such as 15m or 1h30m, or '
                                         'seconds.'.format(exc))
+        for source in (params.get('global_defaults') or {}, params):
+            labels = {'labels': source.get('labels') or {}}
+            for path, problem, detail in config_toml.check_values(labels, (), self.version):
+                raise RunnerConfigError(schema_message('labels', path, problem, detail, self.version))
 
     def runners(self):
         """Every declared runner as a Runner, checked."""
@@ -245,8 +334,6 @@ class Validator:
                 raise RunnerConfigError('Runner {0!r} is declared twice: runner names must be unique in config.toml; '
                                         'rename or remove one of them.'.format(name))
             seen.add(name)
-            for option in ('token', 'registration_token', 'api_token'):
-                self.secret(params.get(option))
             self.url(runner)
             self.connection(runner)
             if runner.state == 'absent':
@@ -265,10 +352,6 @@ class Validator:
                                         'remove them or set runner_type.'.format(name))
             self.server_settings(runner)
             self.local_settings(runner)
-        self.secret(self.params.get('sentry_dsn'))
-        for params in self.params['runners']:
-            for value in secret_values(params.get('cache')):
-                self.secret(value)
         return runners
 
     def url(self, runner):
@@ -335,7 +418,7 @@ class Validator:
                     runner.name, option, len(value)))
 
     def local_settings(self, runner):
-        params = runner.params
+        params = runner.effective
         name = runner.name
         for option in ('limit', 'request_concurrency', 'output_limit'):
             if params.get(option) is not None and params[option] < 0:
@@ -371,6 +454,27 @@ class Validator:
             if key not in EXTRA_KEYS:
                 raise RunnerConfigError('Runner {0!r}: extra.{1} is not a key of gitlab-runner\'s [[runners]] table{2}; '
                                         'gitlab-runner would ignore it. Fix or remove it.'.format(name, key, closest(key, EXTRA_KEYS)))
+        self.typed(runner)
+
+    def typed(self, runner):
+        """Every value of docker, cache and extra against the schema of the deployed gitlab-runner, and the labels."""
+        params = runner.effective
+        where = 'Runner {0!r}'.format(runner.name)
+        entry = ('runners', 0)
+        tables = [((), params.get('extra') or {}, ('extra',))]
+        for option in ('docker', 'cache'):
+            tables.insert(0, ((option,), params.get(option) or {}, (option,)))
+        for inside, table, shown in tables:
+            problems = config_toml.check_values(table, entry + inside, self.version, self.secret_names)
+            for path, problem, detail in problems:
+                rest = path[len(entry) + len(inside):]
+                raise RunnerConfigError(schema_message(where, shown + rest, problem, detail, self.version))
+        labels = dict((self.params.get('global_defaults') or {}).get('labels') or {})
+        labels.update(self.params.get('labels') or {})
+        labels.update((params.get('extra') or {}).get('labels') or {})
+        if len(labels) > config_toml.MAX_LABELS:
+            raise RunnerConfigError('{0} has {1} labels (the global labels and its own); gitlab-runner allows at most {2}.'.format(
+                where, len(labels), config_toml.MAX_LABELS))
 
     def cache(self, runner, table, section):
         allowed = CACHE_KEYS[section]

@@ -25,6 +25,7 @@ class ModuleContext:
         self.diff = module._diff
         self.tmpdir = module.tmpdir
         self.secrets = set()
+        self.secret_names = tuple(module.params.get('secret_names') or ())
 
     def secret(self, value):
         """Remember a secret so it is masked everywhere, including Ansible's own output."""
@@ -46,10 +47,10 @@ class ModuleContext:
         self.module.fail_json(msg=self.mask(msg), **kwargs)
 
 
-def diff_of(path, raw, existing, desired, secrets):
+def diff_of(path, raw, existing, desired, secrets, secret_names=()):
     """Before and after of config.toml, every secret masked."""
-    before = config_toml.render(config_toml.mask(existing, secrets)) if raw is not None else ''
-    after = config_toml.render(config_toml.mask(desired, secrets))
+    before = config_toml.render(config_toml.mask(existing, secrets, secret_names)) if raw is not None else ''
+    after = config_toml.render(config_toml.mask(desired, secrets, secret_names))
     return {'before': before, 'after': after, 'before_header': path, 'after_header': path}
 
 
@@ -58,9 +59,13 @@ def run_module():
                            mutually_exclusive=options.MUTUALLY_EXCLUSIVE)
     ctx = ModuleContext(module)
     params = module.params
-    store = Store(params['path'], module.check_mode, ctx.secret, module.backup_local)
+    store = Store(params['path'], module.check_mode, ctx.secret, module.backup_local, ctx.secret_names)
+    version, note = config_toml.resolve_version(params['runner_version'])
+    validator = Validator(params, ctx.secret, check_ca, version)
+    validator.register_secrets()
+    if note:
+        ctx.warn(note)
     try:
-        validator = Validator(params, ctx.secret, check_ca)
         validator.top_level()
         runners = validator.runners()
         store.read_config()
@@ -83,8 +88,8 @@ def run_module():
         store.unlock()
     result = {}
     if ctx.diff:
-        result['diff'] = diff_of(store.path, raw, existing, desired, ctx.secrets)
+        result['diff'] = diff_of(store.path, raw, existing, desired, ctx.secrets, ctx.secret_names)
     if store.backup_file:
         result['backup_file'] = store.backup_file
     module.exit_json(changed=reconciler.changed, runners=reconciler.results, system_id=reconciler.system_id,
-                     path=store.path, **result)
+                     path=store.path, runner_version=version, **result)

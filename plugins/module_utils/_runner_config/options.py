@@ -98,7 +98,7 @@ RUNNER_OPTIONS = (
     _runner_option('tls_ca_file', 'path', 'local', 'tls-ca-file'),
     _runner_option('tls_cert_file', 'path', 'local', 'tls-cert-file'),
     _runner_option('tls_key_file', 'path', 'local', 'tls-key-file'),
-    _runner_option('executor', 'str', 'local', 'executor', default='docker', choices=EXECUTORS),
+    _runner_option('executor', 'str', 'local', 'executor', choices=EXECUTORS),
     _runner_option('builds_dir', 'str', 'local', 'builds_dir'),
     _runner_option('cache_dir', 'str', 'local', 'cache_dir'),
     _runner_option('clone_url', 'str', 'local', 'clone_url'),
@@ -119,7 +119,30 @@ RUNNER_OPTIONS = (
     _runner_option('timeout', 'int', 'connection'),
 )
 
+# The options runner_defaults may hold: what an entry's settings are.
+DEFAULTABLE = tuple(Option(o.name, o.type, 'default', o.key, choices=o.choices, elements=o.elements)
+                    for o in RUNNER_OPTIONS if o.kind in ('local', 'extra'))
+
+SESSION_SERVER = (
+    Option('listen_address', 'str', 'global'),
+    Option('advertise_address', 'str', 'global'),
+    Option('session_timeout', 'int', 'global'),
+)
+
 # Global settings in the order of gitlab-runner's Config struct (docs/gitlab-runner-config.md §2.2).
+GLOBAL_OPTIONS = (
+    Option('listen_address', 'str', 'global', 'listen_address'),
+    Option('session_server', 'dict', 'global', 'session_server', options=SESSION_SERVER),
+    Option('labels', 'dict', 'global', 'labels'),
+    Option('concurrent', 'int', 'global', 'concurrent'),
+    Option('check_interval', 'int', 'global', 'check_interval'),
+    Option('log_level', 'str', 'global', 'log_level', choices=LOG_LEVELS),
+    Option('log_format', 'str', 'global', 'log_format', choices=LOG_FORMATS),
+    Option('sentry_dsn', 'str', 'global', 'sentry_dsn', no_log=True),
+    Option('connection_max_age', 'str', 'global', 'connection_max_age'),
+    Option('shutdown_timeout', 'int', 'global', 'shutdown_timeout'),
+)
+
 OPTIONS = (
     Option('path', 'path', 'file', default='/etc/gitlab-runner/config.toml'),
     Option('api_url', 'str', 'connection', fallback='GITLAB_URL'),
@@ -136,20 +159,14 @@ OPTIONS = (
     Option('server_check', 'str', 'behaviour', default='auto', choices=('auto', 'verify', 'never')),
     Option('prune', 'bool', 'behaviour', default=False),
     Option('backup', 'bool', 'behaviour', default=False),
-    Option('listen_address', 'str', 'global', 'listen_address'),
-    Option('session_server', 'dict', 'global', 'session_server', options=(
-        Option('listen_address', 'str', 'global'),
-        Option('advertise_address', 'str', 'global'),
-        Option('session_timeout', 'int', 'global'),
-    )),
-    Option('labels', 'dict', 'global', 'labels'),
-    Option('concurrent', 'int', 'global', 'concurrent'),
-    Option('check_interval', 'int', 'global', 'check_interval'),
-    Option('log_level', 'str', 'global', 'log_level', choices=LOG_LEVELS),
-    Option('log_format', 'str', 'global', 'log_format', choices=LOG_FORMATS),
-    Option('sentry_dsn', 'str', 'global', 'sentry_dsn', no_log=True),
-    Option('connection_max_age', 'str', 'global', 'connection_max_age'),
-    Option('shutdown_timeout', 'int', 'global', 'shutdown_timeout'),
+    Option('authoritative', 'bool', 'behaviour', default=False),
+    Option('runner_version', 'str', 'behaviour'),
+    Option('secret_names', 'list', 'behaviour', elements='str', default=[], no_log=False),
+) + GLOBAL_OPTIONS + (
+    Option('global_defaults', 'dict', 'defaults', options=tuple(
+        Option(o.name, o.type, 'default', o.key, choices=o.choices, options=o.options, no_log=o.no_log)
+        for o in GLOBAL_OPTIONS)),
+    Option('runner_defaults', 'dict', 'defaults', options=DEFAULTABLE),
     Option('runners', 'list', 'runners', default=[], elements='dict', options=RUNNER_OPTIONS),
 )
 

@@ -23,8 +23,9 @@ from ansible.module_utils.common.text.converters import to_bytes, to_native
 
 from ansible_collections.dood.gitlab_runner.plugins.module_utils import config_toml
 from ansible_collections.dood.gitlab_runner.plugins.module_utils.gitlab_api import GitLabClient, GitLabError, scope_path_for
+from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.merge import removed_names
 from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.model import (
-    Runner, RunnerConfigError, epoch, fingerprint, iso, owned_fields, with_globals,
+    Runner, RunnerConfigError, epoch, fingerprint, iso, merge_globals, owned_fields, whole_file,
 )
 
 # A creation recorded as pending this long before GitLab's created_at still matches (clocks of host and GitLab differ).
@@ -304,11 +305,13 @@ class Reconciler:
                     owned = self.owned(known_id, api.reset_token_by_id(runner.api_token, known_id))
                     self.store.remember(runner.name, known_id, record.get('created', True), print_)
                     return 'updated', owned
+            # A given token creates nothing in GitLab: it is verified and its runner's id read.
+            made = 'verified' if source == 'token' else 'created'
             if self.check_mode:
-                return 'created', None
+                return made, None
             owned = self.obtain(runner)
             self.store.remember(runner.name, owned['id'], source != 'token', print_)
-            return 'created', owned
+            return made, owned
 
         owned = None
         action = 'unchanged'
@@ -405,16 +408,22 @@ class Reconciler:
                         'that never contacted GitLab and delete it.'.format(runner.creation_settings().get('description')))
         return msg
 
-    def report(self, name, entry, action):
+    def report(self, name, entry, action, config):
         self.results.append({'name': name, 'id': int(entry.get('id') or 0) if entry else 0, 'action': action,
-                             'token_expires_at': iso(entry.get('token_expires_at')) if entry else None})
+                             'config': config, 'token_expires_at': iso(entry.get('token_expires_at')) if entry else None})
 
     # -- the run -----------------------------------------------------------------------------------------------------
     def run(self, raw, existing):
-        """Reconcile every declared runner; return (desired config, file changed)."""
+        """Reconcile every declared runner; return the desired config."""
         store = self.store
         store.read_state()
         self.system_id, _created = store.system_id()
+        authoritative = self.params.get('authoritative')
+        settings, written, removed = merge_globals(existing, self.params, store.global_applied(), authoritative)
+        store.set_global_applied(written)
+        if removed:
+            self.ctx.warn('authoritative: the global settings {0} are not declared, so they leave config.toml.'.format(
+                removed_names(removed)))
         config = copy.deepcopy(existing)
         config.setdefault('runners', [])
         entries = config['runners']
@@ -423,7 +432,7 @@ class Reconciler:
 
         def persist():
             if not self.check_mode:
-                store.save_config(with_globals(self.params, config['runners']), self.params['backup'])
+                store.save_config(whole_file(settings, config['runners']), self.params['backup'])
                 store.save_state()
 
         for runner in self.runners:
@@ -441,14 +450,22 @@ class Reconciler:
             except (IOError, OSError) as exc:
                 raise RunFailed('Runner {0!r}: could not write in {1} ({2}). Fix the directory, then run again.'.format(
                     runner.name, store.dir, exc.strerror or exc), self.results)
-            new_entry = runner.render_entry(owned if owned is not None else entry)
+            new_entry, written, removed = runner.entry(entry, owned if owned is not None else entry,
+                                                       store.applied(runner.name), authoritative)
+            store.set_applied(runner.name, written)
+            if removed:
+                self.ctx.warn('Runner {0!r}: authoritative: {1} are not declared, so they leave its entry in '
+                              'config.toml.'.format(runner.name, removed_names(removed)))
             if entry is None:
                 entries.append(new_entry)
+                file_side = 'added'
             else:
                 entries[entries.index(entry)] = new_entry
+                same = config_toml.semantic_equal({'runners': [entry]}, {'runners': [new_entry]})
+                file_side = 'unchanged' if same else 'updated'
             by_name[runner.name] = new_entry
             new_token = owned is not None and entry is not None and owned.get('token') != entry.get('token')
-            if action in ('created', 'recreated', 'adopted') or new_token:
+            if action in ('created', 'recreated', 'adopted', 'verified') or new_token:
                 store.clear_pending(runner.name)
                 try:
                     persist()
@@ -459,12 +476,12 @@ class Reconciler:
                                     '({3}). Make {4} writable and run again; with api_token the next run resets the token by '
                                     'id once more.'.format(runner.name, new_entry.get('id'), store.path, exc.strerror or exc,
                                                            store.dir), self.results)
-            self.report(runner.name, new_entry, action)
+            self.report(runner.name, new_entry, action, file_side)
 
         if self.params['prune']:
             self.prune(entries, declared, persist)
 
-        desired = with_globals(self.params, config['runners'])
+        desired = whole_file(settings, config['runners'])
         file_changed = raw is None or not config_toml.semantic_equal(existing, desired)
         self.changed = self.changed or file_changed or any(r['action'] != 'unchanged' for r in self.results)
         if file_changed and not self.check_mode:
@@ -481,13 +498,16 @@ class Reconciler:
             self.recover_pending(runner, pending, adopt=False)
             self.store.clear_pending(runner.name)
         if entry is None:
+            # Already gone: nothing to do, but one result per declared runner all the same.
+            self.store.forget(runner.name)
+            self.report(runner.name, None, 'unchanged', 'unchanged')
             return
         if not self.check_mode:
             self.unregister(runner, entry, record.get('created'))
         entries.remove(entry)
         self.store.forget(runner.name)
         persist()
-        self.report(runner.name, entry, 'removed')
+        self.report(runner.name, entry, 'removed', 'removed')
 
     def prune(self, entries, declared, persist):
         """Unregister and drop every entry whose name is not declared."""
@@ -504,7 +524,7 @@ class Reconciler:
             entries.remove(entry)
             self.store.forget(ghost.name)
             persist()
-            self.report(ghost.name, entry, 'removed')
+            self.report(ghost.name, entry, 'removed', 'removed')
 
 
 # What to do about a transport failure, by GitLabError.kind.

@@ -91,12 +91,13 @@ class Store:
     In check mode nothing is written.
     """
 
-    def __init__(self, path, check_mode=False, secret=None, backup_local=None):
+    def __init__(self, path, check_mode=False, secret=None, backup_local=None, secret_names=()):
         self.path = path
         self.dir = os.path.dirname(os.path.abspath(path))
         self.check_mode = check_mode
         self.secret = secret or (lambda value: value)
         self.backup_local = backup_local
+        self.secret_names = secret_names
         self.state_path = os.path.join(self.dir, STATE_FILE)
         self.state = {'version': 1, 'runners': {}, 'pending': {}}
         self.saved_state = None
@@ -121,6 +122,10 @@ class Store:
                 return None, {}
             raise RunnerConfigError('Cannot read {0}: {1}.'.format(self.path, exc.strerror))
         parsed = parse_config(self.path, raw, self.secret)
+        # Credentials the file holds beyond tokens (cache keys, secret environment variables): masked in every message.
+        for value in config_toml.secret_values(parsed, self.secret_names):
+            if len(value) >= 4:
+                self.secret(value)
         names = [r.get('name') for r in parsed.get('runners', [])]
         dupes = sorted(set(n for n in names if names.count(n) > 1 and n is not None), key=str)
         if dupes:
@@ -166,7 +171,29 @@ class Store:
         record = {'id': int(runner_id or 0), 'created': bool(created)}
         if source:
             record['source'] = source
+        if self.record(name).get('applied'):
+            record['applied'] = self.record(name)['applied']
         self.state['runners'][name] = record
+
+    def applied(self, name):
+        """Digests of the values the module wrote into the entry ``name`` last time (merge.merge)."""
+        return dict(self.record(name).get('applied') or {})
+
+    def set_applied(self, name, written):
+        record = self.state['runners'].setdefault(name, {'id': 0, 'created': False})
+        if written:
+            record['applied'] = written
+        else:
+            record.pop('applied', None)
+
+    def global_applied(self):
+        return dict(self.state.get('applied') or {})
+
+    def set_global_applied(self, written):
+        if written:
+            self.state['applied'] = written
+        else:
+            self.state.pop('applied', None)
 
     def forget(self, name):
         self.state['runners'].pop(name, None)

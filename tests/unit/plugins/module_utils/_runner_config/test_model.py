@@ -29,8 +29,9 @@ def top(**values):
 
 def validate(params):
     found = []
-    runners = model.Validator(params, found.append, lambda name, **where: None).runners()
-    return runners, found
+    validator = model.Validator(params, found.append, lambda name, **where: None, '18.10.1')
+    validator.register_secrets()
+    return validator.runners(), found
 
 
 def test_url_problem_names_each_fault():
@@ -87,20 +88,52 @@ def test_runner_connection_overrides_and_drift():
     assert runner.creation_settings()['description'] == 'r'
 
 
-def test_render_entry_keeps_owned_fields_and_declared_options():
+def test_new_entry_keeps_owned_fields_and_declared_options():
     params = top(runners=[{'name': 'r', 'token': 't', 'limit': 2, 'docker': {'image': 'alpine'},
-                           'extra': {'unhealthy_interval': '90m'}}])
+                           'extra': {'unhealthy_interval': '90m', 'prepare_timeout': 300}}])
     runner = model.Runner(params['runners'][0], params)
     now = config_toml.utc_now_seconds()
-    entry = runner.render_entry({'id': 7, 'token': 'tok', 'token_obtained_at': now})
+    entry, written, removed = runner.entry(None, {'id': 7, 'token': 'tok', 'token_obtained_at': now}, {})
     assert entry['id'] == 7 and entry['token'] == 'tok' and entry['token_expires_at'] == config_toml.ZERO_TIME
     assert entry['limit'] == 2 and entry['docker'] == {'image': 'alpine'} and entry['executor'] == 'docker'
     assert entry['unhealthy_interval'] == '1h30m0s'
+    assert entry['prepare_timeout'] == '5m0s', 'an integer duration is seconds, written as a Go duration'
+    assert removed == [] and '["executor"]' in written and 'tok' not in str(written)
 
 
-def test_with_globals_and_times():
-    desired = model.with_globals(top(concurrent=3, connection_max_age='90', session_server={'listen_address': None}), [])
-    assert desired == {'concurrent': 3, 'connection_max_age': '1m30s', 'runners': []}
+def test_existing_entry_keeps_what_is_not_declared():
+    params = top(runners=[{'name': 'r', 'token': 't', 'docker': {'image': 'docker:27-cli'}}])
+    params['runner_defaults'] = {'executor': 'docker', 'environment': ['DOCKER_BUILDKIT=1'],
+                                 'docker': {'privileged': False, 'volumes': ['/var/run/docker.sock:/var/run/docker.sock']}}
+    runner = model.Runner(params['runners'][0], params)
+    existing = {'name': 'r', 'url': 'https://gitlab.example.com', 'id': 3, 'token': 'tok', 'executor': 'shell',
+                'limit': 4, 'docker': {'image': 'alpine', 'privileged': True, 'volumes': ['/cache']}}
+    entry, written, removed = runner.entry(existing, existing, {})
+    assert entry['executor'] == 'shell' and entry['limit'] == 4, 'a default never replaces what the entry has'
+    assert entry['docker'] == {'image': 'docker:27-cli', 'privileged': True, 'volumes': ['/cache']}
+    assert entry['environment'] == ['DOCKER_BUILDKIT=1'], 'a default fills what the entry lacks'
+    # A default the module wrote itself follows the default when it changes.
+    params['runner_defaults']['environment'] = ['DOCKER_BUILDKIT=0']
+    again, written2, _removed = model.Runner(params['runners'][0], params).entry(entry, entry, written)
+    assert again['environment'] == ['DOCKER_BUILDKIT=0']
+    # A declared value that is no longer declared leaves, unless someone changed it since.
+    params['runners'][0]['docker'] = None
+    later, _written, _removed = model.Runner(params['runners'][0], params).entry(again, again, written2)
+    assert later['docker'] == {'privileged': True, 'volumes': ['/cache']}
+    # Authoritative: the declaration is the whole entry, and what leaves is named.
+    params['runners'][0]['docker'] = {'image': 'docker:27-cli'}
+    owned, _w, removed = model.Runner(params['runners'][0], params).entry(existing, existing, {}, authoritative=True)
+    assert owned['executor'] == 'docker' and 'limit' not in owned and owned['docker']['privileged'] is False
+    assert ('limit',) in removed and owned['id'] == 3 and owned['token'] == 'tok'
+
+
+def test_globals_and_times():
+    params = top(concurrent=3, connection_max_age='90', session_server={'listen_address': None})
+    params['global_defaults'] = {'log_level': 'info', 'concurrent': 4}
+    settings, written, removed = model.merge_globals({'concurrent': 10, 'log_level': 'debug', 'listen_address': ':9252'},
+                                                     params, {})
+    assert settings == {'concurrent': 3, 'connection_max_age': '1m30s', 'log_level': 'debug', 'listen_address': ':9252'}
+    assert model.whole_file(settings, []) == settings
     assert model.parse_time(None) == config_toml.ZERO_TIME
     assert model.parse_time('2026-01-02T03:04:05.678Z') == datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
     with pytest.raises(model.RunnerConfigError, match='is not an ISO 8601 time'):

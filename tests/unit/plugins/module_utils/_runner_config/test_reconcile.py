@@ -113,7 +113,7 @@ def test_ladder_creates_once_then_reads_once_per_run(tmp_path):
     assert rec.changed and rec.results[0]['action'] == 'created' and gitlab.calls == []
     rec, _desired, store = converge(tmp_path, gitlab, params)
     assert rec.results[0]['action'] == 'created' and gitlab.calls == ['POST /user/runners']
-    assert store.record('build') == {'id': 1, 'created': True}
+    assert dict((k, v) for k, v in store.record('build').items() if k != 'applied') == {'id': 1, 'created': True}
     written = config_toml.parse(open(store.path, 'rb').read())
     assert written['runners'][0]['token'] == gitlab.runners[1]['token']
     gitlab.calls = []
@@ -139,7 +139,7 @@ def test_runner_deleted_in_gitlab_is_recreated(tmp_path):
     converge(tmp_path, gitlab, params)
     del gitlab.runners[1]
     rec, _d, store = converge(tmp_path, gitlab, params)
-    assert rec.results[0] == {'name': 'build', 'id': 2, 'action': 'recreated', 'token_expires_at': None}
+    assert rec.results[0] == {'name': 'build', 'id': 2, 'action': 'recreated', 'config': 'updated', 'token_expires_at': None}
     assert store.record('build')['id'] == 2
 
 
@@ -148,7 +148,7 @@ def test_fixed_token_runner_deleted_in_gitlab_fails_with_the_fix(tmp_path):
     token = gitlab._new({'description': 'ui'})['token']
     params = params_for({'name': 'ui', 'token': token})
     rec, _d, _s = converge(tmp_path, gitlab, params)
-    assert rec.results[0]['action'] == 'created'
+    assert (rec.results[0]['action'], rec.results[0]['config']) == ('verified', 'added'), 'a given token creates nothing'
     gitlab.runners.clear()
     with pytest.raises(reconcile.RunFailed, match="Runner 'ui' \\(id 1\\) cannot work: it no longer exists in GitLab"):
         converge(tmp_path, gitlab, params)
@@ -158,8 +158,11 @@ def test_absent_runner_is_deleted_and_its_entry_dropped(tmp_path):
     gitlab = MemoryGitLab()
     converge(tmp_path, gitlab, params_for(PROJECT_RUNNER))
     rec, desired, store = converge(tmp_path, gitlab, params_for(dict(PROJECT_RUNNER, state='absent')))
-    assert rec.results[0]['action'] == 'removed' and gitlab.runners == {}
-    assert desired['runners'] == [] and store.record('build') == {}
+    assert rec.results[0]['action'] == 'removed' and rec.results[0]['config'] == 'removed' and gitlab.runners == {}
+    assert 'runners' not in desired and store.record('build') == {}
+    rec, desired, store = converge(tmp_path, gitlab, params_for(dict(PROJECT_RUNNER, state='absent')))
+    assert rec.results == [{'name': 'build', 'id': 0, 'action': 'unchanged', 'config': 'unchanged', 'token_expires_at': None}]
+    assert not rec.changed
 
 
 def test_gitlab_errors_become_one_sentence_with_the_fix(tmp_path):
