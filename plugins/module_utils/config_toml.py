@@ -1067,8 +1067,8 @@ def secret_values(value, extra=(), key=None):
                 found.append(item.split('=', 1)[1])
             else:
                 found.extend(secret_values(item, extra, key if isinstance(item, (list, tuple)) else None))
-    elif isinstance(value, str) and value and secret_name(key, extra):
-        found.append(value)
+    elif isinstance(value, (str, int, float)) and not isinstance(value, bool) and value != '' and secret_name(key, extra):
+        found.append(str(value))  # a credential given as a number (a wrong type) is still a credential
     return found
 
 

@@ -233,26 +233,34 @@ def message_path(path):
 
 
 def schema_message(where, path, problem, detail, version):
-    """One sentence for a problem config_toml.check_values found; ``where`` is 'Runner 'x'' or an option name."""
+    """One sentence for a problem config_toml.check_values found; ``where`` is "Runner 'x'", or None for a global."""
+    text = _schema_sentence(path, problem, detail, version)
+    if where:
+        return '{0}: {1}'.format(where, text)
+    # A sentence about a label starts with words; one about a key starts with the key, spelled as it is.
+    return text[0].upper() + text[1:] if problem == 'label' else text
+
+
+def _schema_sentence(path, problem, detail, version):
     shown = message_path(path)
     if problem == 'unknown':
         inside = path[1:-1] if path[0] == 'extra' else path[:-1]
         table = 'runners.' + message_path(tuple(p for p in inside if not isinstance(p, int)))
-        return ('{0}: {1} is not a key of gitlab-runner\'s [{2}] table{3}; gitlab-runner would ignore it. Fix or remove '
-                'it.'.format(where, shown, table, closest(str(path[-1]), detail)))
+        return ('{0} is not a key of gitlab-runner\'s [{1}] table{2}; gitlab-runner would ignore it. Fix or remove '
+                'it.'.format(shown, table, closest(str(path[-1]), detail)))
     if problem == 'version':
         if detail is None:
-            return ('{0}: {1} is only in gitlab-runner\'s unreleased main branch, not in any release; gitlab-runner {2} '
-                    'would ignore it. Remove it.'.format(where, shown, version))
-        return ('{0}: {1} came with gitlab-runner {2}; the deployed gitlab-runner {3} would ignore it. Remove it, or '
-                'deploy gitlab-runner {2} or later (runner_version).'.format(where, shown, detail, version))
+            return ('{0} is only in gitlab-runner\'s unreleased main branch, not in any release; gitlab-runner {1} '
+                    'would ignore it. Remove it.'.format(shown, version))
+        return ('{0} came with gitlab-runner {1}; the deployed gitlab-runner {2} would ignore it. Remove it, or '
+                'deploy gitlab-runner {1} or later (runner_version).'.format(shown, detail, version))
     if problem == 'type':
-        return ('{0}: {1} must be {2}, not {3}; gitlab-runner refuses to load a file with a value of the wrong '
-                'type.'.format(where, shown, detail[0], detail[1]))
+        return ('{0} must be {1}, not {2}; gitlab-runner refuses to load a file with a value of the wrong '
+                'type.'.format(shown, detail[0], detail[1]))
     if problem == 'duration':
-        return ('{0}: {1} {2!r} is not a Go duration; use one such as "90s", "15m" or "1h30m" (units ns, us, ms, s, m, '
-                'h), or a number of seconds.'.format(where, shown, detail))
-    return '{0}: {1}; gitlab-runner refuses a file that breaks them.'.format(where, detail)
+        return ('{0} {1!r} is not a Go duration; use one such as "90s", "15m" or "1h30m" (units ns, us, ms, s, m, '
+                'h), or a number of seconds.'.format(shown, detail))
+    return '{0}; gitlab-runner refuses a file that breaks them.'.format(detail)
 
 
 def url_problem(url, allow_http, sends='tokens', legacy_ci=True):
@@ -310,10 +318,10 @@ class Validator:
             except config_toml.ConfigTomlError as exc:
                 raise RunnerConfigError('connection_max_age: {0}. Use a Go duration such as 15m or 1h30m, or '
                                         'seconds.'.format(exc))
-        for source in (params.get('global_defaults') or {}, params):
+        for shown, source in ((('global_defaults',), params.get('global_defaults') or {}), ((), params)):
             labels = {'labels': source.get('labels') or {}}
             for path, problem, detail in config_toml.check_values(labels, (), self.version):
-                raise RunnerConfigError(schema_message('labels', path, problem, detail, self.version))
+                raise RunnerConfigError(schema_message(None, shown + path, problem, detail, self.version))
 
     def runners(self):
         """Every declared runner as a Runner, checked."""
