@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Generate plugins/module_utils/config_schema.py from docs/gitlab-runner-schema/*.tsv.
 
@@ -6,7 +5,8 @@
     python scripts/gen_config_schema.py --check   # exit 1 when the module is stale (the unit tests run this too)
 
 The tables are the facts (docs/gitlab-runner-schema/README.md says where they come from); the module is their only
-copy in code. Each key gets its TOML value kind, what gitlab-runner's encoder writes for its zero value, and the first released gitlab-runner version that has it (None: only in unreleased main).
+copy in code. Each key gets its TOML value kind, what gitlab-runner's encoder writes for its zero value, the first
+released gitlab-runner version that has it (None: only in unreleased main) and whether its tag has omitempty.
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ TARGET = ROOT / 'plugins' / 'module_utils' / 'config_schema.py'
 # Released versions in order, then the unreleased main branch.
 RELEASES = ('18.10.1', '19.3.0')
 UNRELEASED = 'HEAD'
+
+WORDS = {
+    '~PDS~': 'preferred_during_scheduling_ignored_during_execution',
+    '~RDS~': 'required_during_scheduling_ignored_during_execution',
+}
 
 KINDS = {
     'string': 'string',
@@ -67,8 +72,15 @@ RELEASES = {releases!r}
 _ROWS = """
 {rows}"""
 
-KEYS = dict((_path, (_kind, _written, None if _since == '-' else _since, _omitempty == 'y'))
-            for _path, _kind, _written, _since, _omitempty in (_line.split() for _line in _ROWS.strip().splitlines()))
+# Long words of the kubernetes affinity paths, shortened in _ROWS to keep its lines readable.
+_WORDS = {words!r}
+
+KEYS = {{}}
+for _line in _ROWS.strip().splitlines():
+    _path, _kind, _written, _since, _omitempty = _line.split()
+    for _short, _word in _WORDS.items():
+        _path = _path.replace(_short, _word)
+    KEYS[_path] = (_kind, _written, None if _since == '-' else _since, _omitempty == 'y')
 '''
 
 
@@ -95,8 +107,7 @@ def generate():
         for key, row in tables[name].items():
             if key in keys:
                 if keys[key][:5] != row:
-                    sys.exit('{0}: the type of {1} changed in {2}; the schema module cannot express that yet'.format(
-                        name, key, name))
+                    sys.exit('{0}: the type of {1} changed; the schema module cannot express that yet'.format(name, key))
                 continue
             keys[key] = row + ((None if name == UNRELEASED else name),)
     for name in RELEASES:
@@ -105,7 +116,13 @@ def generate():
             sys.exit('keys removed in {0}: {1}; the schema module cannot express that yet'.format(name, missing[:5]))
     rows = ''.join('{0} {1} {2} {3} {4}\n'.format(key, row[0], row[4], row[5] or '-', 'y' if row[2] else '-')
                    for key, row in sorted(keys.items()))
-    return HEADER.format(releases=RELEASES, rows=rows)
+    for short, word in WORDS.items():
+        rows = rows.replace(word, short)
+    text = HEADER.format(releases=RELEASES, rows=rows, words=WORDS)
+    longest = max(len(line) for line in text.splitlines())
+    if longest > 160:
+        sys.exit('a line of the schema module has {0} characters; shorten more words in WORDS'.format(longest))
+    return text
 
 
 def main():

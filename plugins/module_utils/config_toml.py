@@ -792,8 +792,6 @@ def _resave_table(table, prefix, version):
     return result
 
 
-
-
 # --------------------------------------------------------------------------------------------
 # Values checked against the schema of one gitlab-runner version
 # --------------------------------------------------------------------------------------------

@@ -43,8 +43,7 @@ def leaves(table, prefix=()):
     for key, value in table.items():
         path = prefix + (key,)
         if isinstance(value, dict) and value:
-            for item in leaves(value, path):
-                yield item
+            yield from leaves(value, path)
         elif value is not None:
             yield path, value
 
