@@ -50,8 +50,14 @@ build_base() {
 build_doubles() {
     local ctx
     log "building local/gitlab-runner-double:v1 and :v2"
-    docker build -q --build-arg DOUBLE_VERSION=v1 -t local/gitlab-runner-double:v1 "${here}/runner-double" >/dev/null
-    docker build -q --build-arg DOUBLE_VERSION=v2 -t local/gitlab-runner-double:v2 "${here}/runner-double" >/dev/null
+    ctx="$(mktemp -d)"
+    cp "${here}"/runner-double/* "${ctx}/"
+    # the double saves config.toml with the collection's codec (config_toml.resave), the only copy of the schema
+    mkdir -p "${ctx}/ansible_collections/dood/gitlab_runner/plugins/module_utils"
+    cp "${root}"/plugins/module_utils/{config_toml,config_schema,_tomli}.py "${ctx}/ansible_collections/dood/gitlab_runner/plugins/module_utils/"
+    docker build -q --build-arg DOUBLE_VERSION=v1 -t local/gitlab-runner-double:v1 "${ctx}" >/dev/null
+    docker build -q --build-arg DOUBLE_VERSION=v2 -t local/gitlab-runner-double:v2 "${ctx}" >/dev/null
+    rm -rf "${ctx}"
 
     log "building local/docker-cli-double:1"
     docker build -q -t local/docker-cli-double:1 "${here}/docker-cli-double" >/dev/null

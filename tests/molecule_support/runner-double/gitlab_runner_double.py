@@ -8,7 +8,13 @@ It is not GitLab Runner and runs no jobs. It keeps the parts of the contract the
 * ``run`` reloads config.toml when its mtime moves (polled every 3 s) or on SIGHUP, stops on SIGQUIT
   (graceful) / SIGTERM / SIGINT, serves ``/metrics`` when ``listen_address`` (config, ``--listen-address``
   or ``LISTEN_ADDRESS``) is set;
-* ``verify`` exits non-zero when config.toml does not parse or GitLab answers 403 for a runner token.
+* ``verify`` exits non-zero when config.toml does not parse or GitLab answers 403 for a runner token;
+* ``reset-token`` (``-n NAME`` or ``--all-runners``) and ``run``'s automatic rotation at 75 % of a token's lifetime
+  rotate a runner's token with ``POST /api/v4/runners/reset_authentication_token`` and then SAVE THE WHOLE FILE THE
+  WAY GITLAB-RUNNER DOES: re-encoded from its structs in their key order, the zero values its encoder always writes
+  (``tls_verify = false``, ``shm_size = 0``, ...) added, string-or-array keys as arrays, omitempty falses dropped,
+  written in place with mode 0600 (not atomically). The encoding is the collection's ``config_toml.resave``, which a
+  unit test holds to a file gitlab-runner v18.10.1 saved, byte for byte (docs/gitlab-runner-config.md §2.0, §2.8).
 
 In place of polling for jobs, ``run`` calls ``POST /api/v4/runners/verify`` with each configured runner's
 own token and this host's system_id after every (re)load and then once a minute, so the fake GitLab
@@ -29,12 +35,18 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
+
+from ansible_collections.dood.gitlab_runner.plugins.module_utils import config_toml
 
 VERSION = os.environ.get("DOUBLE_VERSION", "v0")
 DEFAULT_CONFIG = "/etc/gitlab-runner/config.toml"
 RELOAD_INTERVAL = 3
 HEARTBEAT_INTERVAL = 60
 USER_AGENT = f"gitlab-runner {VERSION.lstrip('v')} (test-double; go1.0; linux/amd64)"
+# The gitlab-runner release whose encoder the double's saves follow.
+SAVES_AS = os.environ.get("DOUBLE_SAVES_AS", "18.10.1")
+ROTATE_AT = 0.75  # gitlab-runner renews a token at 75 % of its lifetime
 
 
 def log(level: str, message: str) -> None:
@@ -47,6 +59,61 @@ def load_config(path: str) -> dict:
         return {}
     with open(path, "rb") as handle:
         return tomllib.load(handle)
+
+
+def save_config(path: str, config: dict) -> None:
+    """gitlab-runner's SaveConfig: the whole struct re-encoded and written with os.WriteFile(path, data, 0600)."""
+    data = config_toml.render(config_toml.resave(config, SAVES_AS)).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def api_base(runner: dict) -> str:
+    url = str(runner.get("url", "")).rstrip("/")
+    return url[:-3] if url.endswith("/ci") else url
+
+
+def reset_token(runner: dict) -> bool:
+    """POST /api/v4/runners/reset_authentication_token with the runner's current token; update the runner in place."""
+    request = urllib.request.Request(api_base(runner) + "/api/v4/runners/reset_authentication_token",
+                                     data=json.dumps({"token": runner.get("token", "")}).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": USER_AGENT})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        log("ERROR", f"Resetting runner token... runner={runner.get('name', '?')} failed: {getattr(err, 'code', err)}")
+        return False
+    runner["token"] = body["token"]
+    runner["token_obtained_at"] = datetime.now(timezone.utc).replace(microsecond=0)
+    expires = body.get("token_expires_at")
+    runner["token_expires_at"] = (datetime.fromisoformat(expires.replace("Z", "+00:00")).replace(microsecond=0)
+                                  if expires else config_toml.ZERO_TIME)
+    log("INFO", f"Resetting runner token... runner={runner.get('name', '?')} succeeded")
+    return True
+
+
+def due_for_rotation(runner: dict, now: datetime) -> bool:
+    expires, obtained = runner.get("token_expires_at"), runner.get("token_obtained_at")
+    if not isinstance(expires, datetime) or expires <= config_toml.ZERO_TIME:
+        return False
+    if not isinstance(obtained, datetime) or obtained <= config_toml.ZERO_TIME:
+        return True  # gitlab-runner computes a reset time in the past then (docs/gitlab-runner-config.md §2.8)
+    return now >= obtained + (expires - obtained) * ROTATE_AT
+
+
+def rotate_due(path: str) -> bool:
+    """Run's automatic rotation: reload from disk, rotate every runner that is due, save the file if any was."""
+    if not os.path.exists(path):
+        return False
+    with open(path, "rb") as handle:
+        config = config_toml.parse(handle.read())
+    now = datetime.now(timezone.utc)
+    rotated = [r for r in config.get("runners", []) if due_for_rotation(r, now) and reset_token(r)]
+    if rotated:
+        save_config(path, config)
+    return bool(rotated)
 
 
 def system_id(config_path: str) -> str:
@@ -161,6 +228,11 @@ def command_run(args) -> int:
                 if address:
                     start_metrics(address)
                 metrics_started = True
+        try:
+            if rotate_due(args.config):
+                continue  # the saved file is reloaded at once, like gitlab-runner's own save does
+        except (config_toml.ConfigTomlError, OSError) as err:
+            log("ERROR", f"Token rotation skipped: {err}")
         if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL:
             last_beat = time.monotonic()
             for runner in config.get("runners", []):
@@ -206,12 +278,30 @@ def command_list(args) -> int:
     return 0
 
 
+def command_reset_token(args) -> int:
+    """gitlab-runner reset-token (-n NAME | --all-runners): rotate, then save the whole file like gitlab-runner."""
+    try:
+        with open(args.config, "rb") as handle:
+            config = config_toml.parse(handle.read())
+    except (config_toml.ConfigTomlError, OSError) as err:
+        log("FATAL", f"Failed to load config {args.config}: {err}")
+        return 1
+    chosen = [r for r in config.get("runners", []) if args.all_runners or r.get("name") == args.name]
+    if not chosen:
+        log("FATAL", "No runner matches")
+        return 1
+    if not all([reset_token(runner) for runner in chosen]):
+        return 1
+    save_config(args.config, config)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="gitlab-runner", description="gitlab-runner TEST DOUBLE")
     parser.add_argument("--version", "-v", action="store_true")
     parser.add_argument("--debug", action="store_true")
     sub = parser.add_subparsers(dest="command")
-    for name in ("run", "verify", "list"):
+    for name in ("run", "verify", "list", "reset-token"):
         cmd = sub.add_parser(name)
         cmd.add_argument("-c", "--config", default=os.environ.get("CONFIG_FILE", DEFAULT_CONFIG))
         if name == "run":
@@ -222,11 +312,15 @@ def main(argv: list[str]) -> int:
         if name == "verify":
             cmd.add_argument("-n", "--name", default="")
             cmd.add_argument("--delete", action="store_true")
+        if name == "reset-token":
+            cmd.add_argument("-n", "--name", default="")
+            cmd.add_argument("--all-runners", action="store_true")
     args = parser.parse_args(argv)
     if args.version:
         print(f"Version:      {VERSION.lstrip('v')}\nGit revision: test-double\nOS/Arch:      linux/amd64")
         return 0
-    handler = {"run": command_run, "verify": command_verify, "list": command_list}.get(args.command)
+    handler = {"run": command_run, "verify": command_verify, "list": command_list,
+               "reset-token": command_reset_token}.get(args.command)
     if handler is None:
         parser.print_help()
         return 1

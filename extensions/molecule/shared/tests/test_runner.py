@@ -42,8 +42,9 @@ def test_config_dir_and_files(host, settings):
 def test_config_toml_content(config_toml, settings, declared_names, runtime):
     socket_volume = settings["gitlab_runner_docker_socket"] + ":/var/run/docker.sock"
     proxy = [f"{key}={value}" for key, value in proxy_env(settings, runtime).items()]
-    assert config_toml["concurrent"] == settings["gitlab_runner_concurrent"]
-    assert config_toml["log_level"] == settings["gitlab_runner_log_level"]
+    defaults = settings["gitlab_runner_global_defaults"]
+    assert config_toml["concurrent"] == (settings["gitlab_runner_concurrent"] or defaults["concurrent"])
+    assert config_toml["log_level"] == (settings["gitlab_runner_log_level"] or defaults["log_level"])
     if settings["gitlab_runner_listen_address"]:
         assert config_toml["listen_address"] == settings["gitlab_runner_listen_address"]
     else:
