@@ -290,7 +290,8 @@ def command_reset_token(args) -> int:
     if not chosen:
         log("FATAL", "No runner matches")
         return 1
-    if not all([reset_token(runner) for runner in chosen]):
+    outcomes = [reset_token(runner) for runner in chosen]  # every runner, even after one failed
+    if not all(outcomes):
         return 1
     save_config(args.config, config)
     return 0
