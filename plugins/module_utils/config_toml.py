@@ -22,7 +22,7 @@ rotation, ``reset-token``) without spurious diffs. The encoder rules reproduced 
   RFC 3339; durations as Go ``time.Duration.String()`` strings.
 
 Struct orders and key names come from the gitlab-runner sources summarized in the collection's
-gitlab-facts (section 2: ``common/config.go``, ``cache/cacheconfig``, ``helpers/docker``).
+docs/gitlab-runner-config.md §2.2, §2.3, §2.4 (``common/config.go``, ``cache/cacheconfig``, ``helpers/docker``).
 Keys this model does not know are kept: they are written after the known keys of their table, in
 the order given.
 """
@@ -57,7 +57,7 @@ MASK = '********'
 ZERO_TIME = datetime.datetime(1, 1, 1, tzinfo=datetime.timezone.utc)
 
 # Fields of a [[runners]] entry that gitlab-runner itself writes back (register, token rotation,
-# reset-token; gitlab-facts 2.5): a config manager must carry them over rather than invent them.
+# reset-token; docs/gitlab-runner-config.md §2.5): a config manager must carry them over rather than invent them.
 RUNNER_OWNED_KEYS = ('id', 'token', 'token_obtained_at', 'token_expires_at')
 
 # Key names whose value is a credential wherever they appear: the runner authentication token, the
@@ -88,7 +88,7 @@ class ConfigTomlError(Exception):
 
 
 # --------------------------------------------------------------------------------------------
-# Schema: key order of the Go structs gitlab-runner encodes (gitlab-facts 2.2, 2.3, 2.4).
+# Schema: key order of the Go structs gitlab-runner encodes (docs/gitlab-runner-config.md §2.2, §2.3, §2.4).
 # --------------------------------------------------------------------------------------------
 
 class _Node:
@@ -549,7 +549,7 @@ def go_duration(value):
 
     ``value`` is an int (seconds), a ``datetime.timedelta``, or a Go duration string
     (``"15m"``, ``"1h30m"``, ``"1.5h"``, ``"300ms"``). ``"1h30min"`` or ``"3600 s"`` are not Go
-    durations (gitlab-facts 2.7) and raise ``ConfigTomlError`` naming the value.
+    durations (docs/gitlab-runner-config.md §2.7) and raise ``ConfigTomlError`` naming the value.
     """
     if isinstance(value, bool):
         raise ConfigTomlError('invalid duration %r: expected seconds or a Go duration string such as "15m" or "1h30m"' % (value,))

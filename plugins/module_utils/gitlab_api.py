@@ -6,7 +6,7 @@
 """A small client for GitLab's runner REST API.
 
 Built on ``ansible.module_utils.urls`` so managed hosts need no SDK. Endpoint semantics, status codes and
-bodies follow ``gitlab-facts.md`` section 1; the section is cited where a behaviour depends on it.
+bodies follow docs/gitlab-api.md; its section is cited where a behaviour depends on it.
 Tokens never appear in an exception message or in a returned value other than the creation result.
 """
 
@@ -27,7 +27,7 @@ from ansible.module_utils.urls import SSLValidationError, open_url
 API_PREFIX = '/api/v4'
 
 # Requests that change nothing on the server, or whose repetition lands in the same state, are retried
-# (facts §1.0: 429 + Retry-After while GitLab migrates). A creation POST is retried only when the server
+# (docs/gitlab-api.md §1.0: 429 + Retry-After while GitLab migrates). A creation POST is retried only when the server
 # answered before doing anything (429 is raised by check_if_backoff_required! before the handler runs, and a
 # refused connection never reached GitLab), never after a timeout or a reset, so no second runner can appear.
 RETRY_STATUSES = frozenset((429, 500, 502, 503, 504))
@@ -77,7 +77,7 @@ class GitLabError(Exception):
 
 
 def _message_of(body):
-    """GitLab's error text from a JSON body: {"message": ...} or Grape's {"error": ...} (facts §1.0)."""
+    """GitLab's error text from a JSON body: {"message": ...} or Grape's {"error": ...} (docs/gitlab-api.md §1.0)."""
     try:
         data = json.loads(body.decode('utf-8')) if body else None
     except (ValueError, UnicodeDecodeError):
@@ -129,7 +129,7 @@ class GitLabClient:
 
         ``idempotent=False`` marks a call whose repetition could do the work twice (creating a runner): it is
         repeated only when GitLab certainly did nothing (a refused connection, a 429 from the migration backoff,
-        which GitLab sends before running the handler, facts §1.0).
+        which GitLab sends before running the handler, docs/gitlab-api.md §1.0).
         """
         url = self.base + API_PREFIX + path
         if query:
@@ -217,17 +217,17 @@ class GitLabClient:
 
     # -- endpoints ----------------------------------------------------------------------------------------------
     def register_legacy(self, registration_token, settings):
-        """``POST /runners`` with a registration token (facts §1.2). Returns {id, token, token_expires_at}."""
+        """``POST /runners`` with a registration token (docs/gitlab-api.md §1.2). Returns {id, token, token_expires_at}."""
         body = dict(settings)
         body['token'] = registration_token
         return self.request('POST', '/runners', body=body, expect=(201,), idempotent=False)[1]
 
     def create_user_runner(self, api_token, settings):
-        """``POST /user/runners`` with a personal/group/project access token (facts §1.3)."""
+        """``POST /user/runners`` with a personal/group/project access token (docs/gitlab-api.md §1.3)."""
         return self.request('POST', '/user/runners', api_token=api_token, body=settings, expect=(201,), idempotent=False)[1]
 
     def verify(self, token, system_id=None):
-        """``POST /runners/verify`` (facts §1.4). Returns the body on 200, None when GitLab rejects the token (403).
+        """``POST /runners/verify`` (docs/gitlab-api.md §1.4). Returns the body on 200, None when GitLab rejects the token (403).
 
         Verifying twice is harmless (it heartbeats and upserts this host's runner manager), so it is retried.
         """
@@ -240,11 +240,11 @@ class GitLabClient:
             if exc.status == 403:
                 return None
             raise
-        # Older GitLab answered 200 with a plain-text body (facts §1.4); treat it as valid without details.
+        # Older GitLab answered 200 with a plain-text body (docs/gitlab-api.md §1.4); treat it as valid without details.
         return data if isinstance(data, dict) else {}
 
     def get_runner(self, api_token, runner_id):
-        """``GET /runners/:id`` (facts §1.6). Returns None on 404."""
+        """``GET /runners/:id`` (docs/gitlab-api.md §1.6). Returns None on 404."""
         try:
             return self.request('GET', '/runners/{0}'.format(int(runner_id)), api_token=api_token)[1]
         except GitLabError as exc:
@@ -253,26 +253,26 @@ class GitLabClient:
             raise
 
     def update_runner(self, api_token, runner_id, changes):
-        """``PUT /runners/:id`` with only the settings that differ (facts §1.6)."""
+        """``PUT /runners/:id`` with only the settings that differ (docs/gitlab-api.md §1.6)."""
         return self.request('PUT', '/runners/{0}'.format(int(runner_id)), api_token=api_token, body=changes)[1]
 
     def delete_runner(self, api_token, runner_id):
-        """``DELETE /runners/:id`` (facts §1.5). A runner already gone counts as deleted."""
+        """``DELETE /runners/:id`` (docs/gitlab-api.md §1.5). A runner already gone counts as deleted."""
         self.request('DELETE', '/runners/{0}'.format(int(runner_id)), api_token=api_token, expect=(204, 404))
 
     def delete_by_token(self, token):
-        """``DELETE /runners`` with the runner's own token: deletes the whole runner (facts §1.5).
+        """``DELETE /runners`` with the runner's own token: deletes the whole runner (docs/gitlab-api.md §1.5).
 
         A 403 means the token no longer exists, so there is nothing left to delete.
         """
         self.request('DELETE', '/runners', body={'token': token}, expect=(204, 403))
 
     def delete_manager(self, token, system_id):
-        """``DELETE /runners/managers``: removes only this host's runner manager (facts §1.5)."""
+        """``DELETE /runners/managers``: removes only this host's runner manager (docs/gitlab-api.md §1.5)."""
         self.request('DELETE', '/runners/managers', body={'token': token, 'system_id': system_id}, expect=(204, 403, 404))
 
     def reset_token_by_id(self, api_token, runner_id):
-        """``POST /runners/:id/reset_authentication_token`` (facts §1.7).
+        """``POST /runners/:id/reset_authentication_token`` (docs/gitlab-api.md §1.7).
 
         Repeating it only rotates again and the last answer holds the live token, so it is retried.
         """
@@ -280,7 +280,7 @@ class GitLabClient:
                             api_token=api_token, expect=(201,))[1]
 
     def list_runners(self, api_token, scope_path='/runners/all', query=None, limit_pages=50):
-        """Walk an offset-paginated runner listing (facts §1.0, §1.8)."""
+        """Walk an offset-paginated runner listing (docs/gitlab-api.md §1.0, §1.8)."""
         query = dict(query or {})
         query.setdefault('per_page', 100)
         page = 1
@@ -298,7 +298,7 @@ class GitLabClient:
 
 
 def scope_path_for(runner_type, group_id=None, project_id=None):
-    """The listing endpoint that holds runners of one type (facts §1.8)."""
+    """The listing endpoint that holds runners of one type (docs/gitlab-api.md §1.8)."""
     if runner_type == 'group_type':
         return '/groups/{0}/runners'.format(quote(str(group_id), safe=''))
     if runner_type == 'project_type':

@@ -30,6 +30,9 @@ author:
 extends_documentation_fragment:
   - dood.gitlab_runner.gitlab
 attributes:
+  action:
+    support: full
+    description: The GitLab side runs on the controller as an action plugin (see O(gitlab_side)).
   check_mode:
     support: full
     description: Nothing is sent to GitLab that changes anything and no file is written; C(changed) is exact.
@@ -76,6 +79,20 @@ options:
       - Run with C(--check --diff) first to see what would go.
     type: bool
     default: false
+  gitlab_side:
+    description:
+      - Where the calls to GitLab are made, and so where the API token goes.
+      - V(controller) (the default) makes every GitLab call from the Ansible controller; the runner host gets no GitLab
+        credential at all. The host is reached through M(dood.gitlab_runner.runner_config_host), once for a run that
+        changes nothing (plus a few more calls when something is written). A job on the runner host is root through
+        the Docker socket, so an API token sent there could be read by any job running at that time.
+      - V(host) runs the whole module on the runner host, with the API token in its arguments, for networks where
+        only the runner hosts can reach GitLab. Prefer a token with the smallest scope then (see the README's threat
+        model), or fixed runner tokens with no API token at all.
+      - A CA given with O(ca_path) is read where the GitLab side runs; O(ca_content) works for both.
+    type: str
+    choices: [controller, host]
+    default: controller
   runner_version:
     description:
       - The version of the deployed gitlab-runner (V(18.10.1), or an image tag such as V(v18.10.1) or
@@ -468,7 +485,10 @@ options:
         description: Overrides O(timeout) for this runner.
         type: int
 notes:
-  - The file is locked while the module works, so two runs against one host never interleave.
+  - Two runs against one host never interleave. The first one that has to write takes the directory's lease (on the
+    host itself, an flock for the whole run); the other waits, reads again and finds what the first one did. A lease
+    whose holder died on the same controller is broken at once, one held from another controller lapses after ten
+    minutes without a call.
   - C(config.toml), its backups, C(.runner_system_id) and the state file C(.dood_gitlab_runner.json) are written with
     mode C(0600) by the user running the module (root), and their directory is kept at mode C(0700).
   - "Crash safety: before it asks GitLab to create a runner, the module records the pending creation in

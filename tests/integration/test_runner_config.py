@@ -242,12 +242,12 @@ def test_token_rotated_by_runner_survives(gitlab, host):
     _id, token = create_runner(gitlab, admin, project)
     params = {'api_url': gitlab.url, 'runners': [{'name': 'rotating', 'token': token}]}
     host.run(params)
-    # gitlab-runner rotates its token (facts §2.8) and saves the file itself.
+    # gitlab-runner rotates its token (docs/gitlab-runner-config.md §2.8) and saves the file itself.
     status, _h, data = gitlab.api('POST', '/runners/reset_authentication_token', body={'token': token})
     assert status == 201
     new_token = data['token']
     cfg = host.config()
-    # ... re-encoding the whole file: the values it keeps for unset settings come along (facts §2.1).
+    # ... re-encoding the whole file: the values it keeps for unset settings come along (docs/gitlab-runner-config.md §2.1).
     text = host.path.read_text().replace(token, new_token)
     assert text.lstrip().startswith('[[runners]]'), 'the declaration sets no global key'
     text = ('concurrent = 1\ncheck_interval = 0\nconnection_max_age = "15m0s"\nshutdown_timeout = 0\n\n'

@@ -19,6 +19,7 @@ from ansible.module_utils.common.text.converters import to_bytes
 
 from ansible_collections.dood.gitlab_runner.plugins.module_utils import config_toml
 from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config import merge
+from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.files import RunnerConfigError  # noqa: F401
 from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.options import (
     BOUNDED_OPTIONS, CONNECTION_OPTIONS, CREDENTIAL_OPTIONS, LOCAL_SETTINGS, GLOBAL_SETTINGS, RUNNER_SECRET_OPTIONS,
     SERVER_SETTINGS,
@@ -38,10 +39,6 @@ CACHE_KEYS = {
 }
 # Keys an entry may hold in ``extra``: the [[runners]] keys that are neither options nor owned by gitlab-runner.
 EXTRA_KEYS = config_toml.table_keys('runners') - set(k for _o, k in LOCAL_SETTINGS) - set(RUNNER_OWNED) - {'name', 'url'}
-
-
-class RunnerConfigError(Exception):
-    """A problem with a sentence that names it and the fix."""
 
 
 def fingerprint(secret):

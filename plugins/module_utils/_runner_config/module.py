@@ -13,7 +13,7 @@ from ansible_collections.dood.gitlab_runner.plugins.module_utils import config_t
 from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config import options
 from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.model import RunnerConfigError, Validator
 from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.reconcile import Reconciler, RunFailed, check_ca
-from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.store import Store
+from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.store import LocalStore
 
 
 class ModuleContext:
@@ -59,7 +59,7 @@ def run_module():
                            mutually_exclusive=options.MUTUALLY_EXCLUSIVE)
     ctx = ModuleContext(module)
     params = module.params
-    store = Store(params['path'], module.check_mode, ctx.secret, module.backup_local, ctx.secret_names)
+    store = LocalStore(params['path'], module.check_mode, ctx.secret, module.backup_local, ctx.secret_names)
     version, note = config_toml.resolve_version(params['runner_version'])
     validator = Validator(params, ctx.secret, check_ca, version)
     validator.register_secrets()

@@ -160,6 +160,7 @@ OPTIONS = (
     Option('prune', 'bool', 'behaviour', default=False),
     Option('backup', 'bool', 'behaviour', default=False),
     Option('authoritative', 'bool', 'behaviour', default=False),
+    Option('gitlab_side', 'str', 'behaviour', default='controller', choices=('controller', 'host')),
     Option('runner_version', 'str', 'behaviour'),
     Option('secret_names', 'list', 'behaviour', elements='str', default=[], no_log=False),
 ) + GLOBAL_OPTIONS + (

@@ -205,6 +205,8 @@ class Reconciler:
             found.append(item)
         found.sort(key=lambda item: int(item['id']))
         keep = found[0] if found and adopt else None
+        if found:
+            self.store.claim()
         for extra in found:
             if extra is not keep:
                 api.delete_runner(runner.api_token, int(extra['id']))
@@ -225,7 +227,7 @@ class Reconciler:
             raise RunFailed(msg, self.results)
         self.store.clear_pending(runner.name)
         try:
-            self.store.save_state()
+            self.store.save()
         except (IOError, OSError):
             pass
         raise RunFailed('Runner {0!r}: the module {1} after GitLab created the runner (id {2}), so it deleted that runner '
@@ -273,6 +275,7 @@ class Reconciler:
             return None
         if self.check_mode:
             return dict(entry)
+        self.store.claim()
         return self.owned(runner_id, self.client(runner).reset_token_by_id(runner.api_token, runner_id))
 
     # -- one runner --------------------------------------------------------------------------------------------------
@@ -302,6 +305,7 @@ class Reconciler:
                 if current is not None:
                     if self.check_mode:
                         return 'updated', None
+                    self.store.claim()
                     owned = self.owned(known_id, api.reset_token_by_id(runner.api_token, known_id))
                     self.store.remember(runner.name, known_id, record.get('created', True), print_)
                     return 'updated', owned
@@ -381,6 +385,7 @@ class Reconciler:
         token = entry.get('token')
         runner_id = int(entry.get('id') or 0)
         api = self.client(runner)
+        self.store.claim()
         if created_here is None:
             created_here = not (token or '').startswith('glrt-')
         if not created_here and token:
@@ -416,8 +421,7 @@ class Reconciler:
     def run(self, raw, existing):
         """Reconcile every declared runner; return the desired config."""
         store = self.store
-        store.read_state()
-        self.system_id, _created = store.system_id()
+        self.system_id = store.system_id_value
         authoritative = self.params.get('authoritative')
         settings, written, removed = merge_globals(existing, self.params, store.global_applied(), authoritative)
         store.set_global_applied(written)
@@ -431,9 +435,7 @@ class Reconciler:
         declared = set(r.name for r in self.runners)
 
         def persist():
-            if not self.check_mode:
-                store.save_config(whole_file(settings, config['runners']), self.params['backup'])
-                store.save_state()
+            store.save(whole_file(settings, config['runners']), self.params['backup'])
 
         for runner in self.runners:
             entry = by_name.get(runner.name)
@@ -484,10 +486,7 @@ class Reconciler:
         desired = whole_file(settings, config['runners'])
         file_changed = raw is None or not config_toml.semantic_equal(existing, desired)
         self.changed = self.changed or file_changed or any(r['action'] != 'unchanged' for r in self.results)
-        if file_changed and not self.check_mode:
-            store.save_config(desired, self.params['backup'])
-        if not self.check_mode:
-            store.save_state()
+        store.save(desired if file_changed else None, self.params['backup'])
         return desired
 
     def remove(self, runner, entry, record, entries, persist):

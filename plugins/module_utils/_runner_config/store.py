@@ -2,67 +2,26 @@
 # Copyright (c) dood.gitlab_runner contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The files runner_config keeps on the runner host, behind one class.
+"""What runner_config keeps on the runner host, behind one class whose files may be near or far.
 
-* ``config.toml``, written like core ``copy``: a private temporary file in the same directory, fsync, rename.
-* ``.runner_system_id``, read or created the way gitlab-runner does (docs/gitlab-runner-config.md §2.6).
-* ``.dood_gitlab_runner.json``, the journal: each runner's id and whether the module created it, and the creations
-  that were sent to GitLab but whose answer is not in config.toml yet. It never holds a token.
-* An exclusive lock on the directory while a run works, so two runs on one host never interleave.
+``Store`` holds the parsed config.toml and the journal (``.dood_gitlab_runner.json``): each runner's id, whether the
+module created it, digests of the values it wrote, and the creations that were sent to GitLab but whose answer is
+not in config.toml yet. It never holds a token. Its I/O is left to a subclass: ``LocalStore`` works on this host's
+files under an flock (the module on the host), the controller's store calls the runner_config_host module.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import hashlib
-import hmac
 import json
-import os
 import re
-import secrets
-import stat
-import string
-import tempfile
 import time
 
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 
 from ansible_collections.dood.gitlab_runner.plugins.module_utils import config_toml
-from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.model import RunnerConfigError
-
-SYSTEM_ID_RE = re.compile(r'^[sr]_[0-9a-zA-Z]{12}$')
-STATE_FILE = '.dood_gitlab_runner.json'
-SYSTEM_ID_FILE = '.runner_system_id'
-# Names tempfile.mkstemp gives the store's temporary files (write_file, check_writable): '.' + file name + '.' + 8.
-STALE_TEMP_RE = r'^\.({0}|\.dood_gitlab_runner\.json|\.runner_system_id)\.(probe\.)?[a-z0-9_]{{8}}$'
-
-
-def read_system_id(directory):
-    """The valid system id in ``directory``/.runner_system_id, or None (docs/gitlab-runner-config.md §2.6)."""
-    try:
-        with open(os.path.join(directory, SYSTEM_ID_FILE)) as handle:
-            value = handle.read().strip()
-    except IOError:
-        return None
-    return value if SYSTEM_ID_RE.match(value) else None
-
-
-def new_system_id():
-    """A system id made the way gitlab-runner makes one: from the machine id, else random."""
-    machine_id = None
-    for candidate in ('/var/lib/dbus/machine-id', '/etc/machine-id'):
-        try:
-            with open(candidate) as handle:
-                machine_id = handle.read().strip() or None
-            if machine_id:
-                break
-        except IOError:
-            continue
-    if machine_id:
-        return 's_' + hmac.new(to_bytes(machine_id), b'gitlab-runner', hashlib.sha256).hexdigest()[:12]
-    alphabet = string.ascii_letters + string.digits
-    return 'r_' + ''.join(secrets.choice(alphabet) for _i in range(12))
+from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.files import (  # noqa: F401 (re-exported)
+    SYSTEM_ID_RE, HostFiles, RunnerConfigError, read_system_id,
+)
 
 
 def parse_config(path, raw, secret):
@@ -85,42 +44,28 @@ def parse_config(path, raw, secret):
 
 
 class Store:
-    """config.toml, the system id and the journal of one host, in the directory of ``path``.
+    """config.toml and the journal of one host. ``secret`` registers a value to be masked everywhere.
 
-    ``secret`` registers a value to be masked everywhere; ``backup_local`` makes a backup copy of a file (Ansible's).
-    In check mode nothing is written.
+    Subclasses provide the I/O: ``claim()`` (before GitLab is asked for something that cannot be undone) and
+    ``_put(config bytes or None, journal bytes or None, backup)``. In check mode nothing is written.
     """
 
-    def __init__(self, path, check_mode=False, secret=None, backup_local=None, secret_names=()):
+    def __init__(self, path, check_mode=False, secret=None, secret_names=()):
         self.path = path
-        self.dir = os.path.dirname(os.path.abspath(path))
         self.check_mode = check_mode
         self.secret = secret or (lambda value: value)
-        self.backup_local = backup_local
         self.secret_names = secret_names
-        self.state_path = os.path.join(self.dir, STATE_FILE)
         self.state = {'version': 1, 'runners': {}, 'pending': {}}
         self.saved_state = None
         self.backup_file = None
         self.writes = 0
-        self._lock_fd = None
+        self.system_id_value = None
 
-    # -- reading ---------------------------------------------------------------------------------------------------
-    def read_config(self):
-        """(raw bytes or None when there is no file, parsed dict)."""
-        if os.path.isdir(self.path):
-            raise RunnerConfigError('{0} is a directory; path must name the config.toml file inside it, '
-                                    'for example {1}.'.format(self.path, os.path.join(self.path, 'config.toml')))
-        if not os.path.isdir(self.dir):
-            raise RunnerConfigError('The directory {0} of config.toml does not exist; create it (mode 0700) first, or let the '
-                                    'runner role do it.'.format(self.dir))
-        try:
-            with open(self.path, 'rb') as handle:
-                raw = handle.read()
-        except IOError as exc:
-            if exc.errno == errno.ENOENT:
-                return None, {}
-            raise RunnerConfigError('Cannot read {0}: {1}.'.format(self.path, exc.strerror))
+    # -- loading -------------------------------------------------------------------------------------------------------
+    def load_config(self, raw):
+        """(raw, parsed) of config.toml's bytes (None: no file), every credential in it registered as a secret."""
+        if raw is None:
+            return None, {}
         parsed = parse_config(self.path, raw, self.secret)
         # Credentials the file holds beyond tokens (cache keys, secret environment variables): masked in every message.
         for value in config_toml.secret_values(parsed, self.secret_names):
@@ -133,29 +78,17 @@ class Store:
                                     'one gitlab-runner uses) and run again.'.format(self.path, ', '.join(repr(d) for d in dupes)))
         return raw, parsed
 
-    def read_state(self):
-        """The journal beside config.toml: runner ids and pending creations (never a token)."""
+    def load_state(self, raw):
+        """The journal's bytes (None: no journal yet); a journal written by any earlier version is read as it is."""
         try:
-            with open(self.state_path, 'rb') as handle:
-                raw = handle.read()
-            data = json.loads(raw.decode('utf-8'))
+            data = json.loads(raw.decode('utf-8')) if raw else None
             if isinstance(data, dict) and isinstance(data.get('runners'), dict):
                 self.state = data
                 self.saved_state = raw
-        except (IOError, ValueError):
+        except ValueError:
             pass
         if not isinstance(self.state.get('pending'), dict):
             self.state['pending'] = {}
-
-    def system_id(self):
-        """(system id, created now): the id gitlab-runner keeps in .runner_system_id, created the same way when missing."""
-        value = read_system_id(self.dir)
-        if value:
-            return value, False
-        value = new_system_id()
-        if not self.check_mode:
-            self.write_file(os.path.join(self.dir, SYSTEM_ID_FILE), to_bytes(value))
-        return value, True
 
     # -- the journal -------------------------------------------------------------------------------------------------
     def record(self, name):
@@ -208,6 +141,7 @@ class Store:
         request lets the next run find a runner whose creation answer was lost (killed run, timeout, dropped
         connection). The record is dropped again only when GitLab certainly created nothing.
         """
+        self.claim()
         self.state['pending'][name] = {
             'at': int(time.time()),
             'time': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
@@ -215,129 +149,85 @@ class Store:
             'runner_type': runner_type,
             'scope': scope,
         }
-        self.save_state()
+        self.save()
         try:
             return send()
         except Exception as exc:
             if getattr(exc, 'unknown_outcome', True) is False:
                 self.clear_pending(name)
-                self.save_state()
+                self.save()
             raise
 
-    def save_state(self):
-        if self.check_mode:
-            return
+    # -- writing -------------------------------------------------------------------------------------------------------
+    def state_bytes(self):
         state = dict(self.state)
         if not state.get('pending'):
             state.pop('pending', None)
-        data = to_bytes(json.dumps(state, indent=2, sort_keys=True) + '\n')
-        if data != self.saved_state:
-            self.write_file(self.state_path, data)
-            self.saved_state = data
+        return to_bytes(json.dumps(state, indent=2, sort_keys=True) + '\n')
 
-    # -- writing -----------------------------------------------------------------------------------------------------
-    @staticmethod
-    def write_file(path, data):
-        """Write like core copy: a private temp file in the same directory, fsync, then rename over the target."""
-        fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=os.path.dirname(path))
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, 'wb') as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.rename(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        dir_fd = os.open(os.path.dirname(path), os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    def save(self, config=None, backup=False):
+        """Write ``config`` (a dict, or None to leave config.toml as it is), then the journal when it changed: in one
+        step, config.toml first, so a token GitLab issued is on disk before the journal forgets its creation."""
+        if self.check_mode:
+            return
+        data = config_toml.render(config).encode('utf-8') if config is not None else None
+        state = self.state_bytes()
+        if state == self.saved_state:
+            state = None
+        if data is None and state is None:
+            return
+        self._put(data, state, backup)
+        if data is not None:
+            self.writes += 1
+        if state is not None:
+            self.saved_state = state
 
-    def save_config(self, config, backup=False):
-        """Persist the config right away (after each creation too), so a token GitLab issued is never lost."""
-        if backup and self.backup_file is None and os.path.exists(self.path):
-            self.backup_file = self.backup_local(self.path)
-            os.chmod(self.backup_file, 0o600)
-        self.write_file(self.path, to_bytes(config_toml.render(config)))
-        self.writes += 1
+    def claim(self):
+        raise NotImplementedError
 
-    def check_writable(self):
-        """Fail before anything is sent to GitLab when config.toml could not be written afterwards."""
-        try:
-            fd, probe = tempfile.mkstemp(prefix='.' + os.path.basename(self.path) + '.probe.', dir=self.dir)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as exc:
-            raise RunnerConfigError('Cannot write in {0} ({1}): the module writes config.toml there through a temporary '
-                                    'file. Make the directory writable for the user running the module (read-only mount? '
-                                    'immutable attribute?); nothing was sent to GitLab and no file was changed.'.format(
-                                        self.dir, exc.strerror or exc))
-        if os.path.exists(self.path) and not os.access(self.path, os.W_OK):
-            raise RunnerConfigError('Cannot write {0}: it is not writable (immutable attribute?). Fix it; nothing was '
-                                    'sent to GitLab and no file was changed.'.format(self.path))
+    def _put(self, config, state, backup):
+        raise NotImplementedError
 
-    def secure_files(self, dry=False):
-        """The directory 0700, config.toml and the module's files 0600 and owned by the user running the module."""
-        changed = False
-        info = os.stat(self.dir)
-        if stat.S_IMODE(info.st_mode) != 0o700:
-            if dry:
-                return True
-            os.chmod(self.dir, 0o700)
-            changed = True
-        for path in (self.path, self.state_path, os.path.join(self.dir, SYSTEM_ID_FILE)):
-            try:
-                info = os.lstat(path)
-            except OSError:
-                continue
-            if not stat.S_ISREG(info.st_mode):
-                continue
-            wrong_owner = os.geteuid() == 0 and (info.st_uid, info.st_gid) != (0, 0)
-            if dry and (wrong_owner or stat.S_IMODE(info.st_mode) != 0o600):
-                return True
-            if stat.S_IMODE(info.st_mode) != 0o600:
-                os.chmod(path, 0o600)
-                changed = True
-            if wrong_owner:
-                os.chown(path, 0, 0)
-                changed = True
-        return changed
 
-    def remove_stale_temp_files(self):
-        """Temporary files of a run that was killed while writing (they may hold a token): remove them."""
-        pattern = re.compile(STALE_TEMP_RE.format(re.escape(os.path.basename(self.path))))
-        for name in os.listdir(self.dir):
-            if pattern.match(name):
-                try:
-                    os.unlink(os.path.join(self.dir, name))
-                except OSError:
-                    pass
+class LocalStore(Store):
+    """The store on this host: the module runs where config.toml is, under the directory's flock for the whole run.
 
-    # -- the lock ----------------------------------------------------------------------------------------------------
+    ``backup_local`` makes a backup copy of a file (Ansible's).
+    """
+
+    def __init__(self, path, check_mode=False, secret=None, backup_local=None, secret_names=()):
+        super().__init__(path, check_mode, secret, secret_names)
+        self.files = HostFiles(path, check_mode)
+        self.dir = self.files.dir
+        self.backup_local = backup_local
+
+    def read_config(self):
+        return self.load_config(self.files.read_config())
+
+    def read_state(self):
+        self.load_state(self.files.read_state())
+
+    def claim(self):
+        """The flock taken for the whole run already excludes every other run."""
+
+    def _put(self, config, state, backup):
+        if config is not None:
+            backup_file = self.files.write_config(config, self.backup_local if backup and self.backup_file is None else None)
+            self.backup_file = self.backup_file or backup_file
+        if state is not None:
+            self.files.write_state(state)
+
     def lock(self):
-        """Take the directory's exclusive lock (released by unlock or when the process ends)."""
-        self._lock_fd = os.open(self.dir, os.O_RDONLY)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self.files.lock()
 
     def unlock(self):
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self.files.unlock()
 
     def open(self):
-        """Prepare for a run under the lock: re-read the file, check it can be written, tidy up, secure the files.
-
-        Returns (raw, parsed, files_changed).
-        """
+        """Prepare for a run under the lock: re-read the file, check it can be written, tidy up, secure the files, read
+        the journal and the system id (created when missing). Returns (raw, parsed, files_changed)."""
         raw, parsed = self.read_config()
-        if not self.check_mode:
-            self.check_writable()
-            self.remove_stale_temp_files()
-        changed = self.secure_files(dry=self.check_mode)
+        changed = self.files.prepare()
+        self.read_state()
+        self.system_id_value = self.files.system_id()[0]
         return raw, parsed, changed

@@ -615,7 +615,7 @@ def test_semantic_equal_sees_real_changes(change):
 
 
 def test_semantic_equal_ignores_what_gitlab_runner_writes_for_unset_settings():
-    # A file gitlab-runner re-encoded (after rotating a token, facts §2.1) against what the module declared.
+    # A file gitlab-runner re-encoded (after rotating a token, docs/gitlab-runner-config.md §2.1) against what the module declared.
     declared = {'runners': [{'name': 'r', 'url': 'https://gitlab.example.com', 'id': 1, 'token': 'T',
                              'token_obtained_at': ct.ZERO_TIME, 'token_expires_at': ct.ZERO_TIME, 'executor': 'docker',
                              'docker': {'image': 'docker:27-cli'}}]}

@@ -11,7 +11,7 @@ import pytest
 from ansible_collections.dood.gitlab_runner.plugins.module_utils import config_toml
 from ansible_collections.dood.gitlab_runner.plugins.module_utils.gitlab_api import GitLabError
 from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config import model, options, reconcile
-from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.store import Store
+from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.store import LocalStore
 
 
 class MemoryGitLab:
@@ -94,7 +94,7 @@ def converge(tmp_path, gitlab, params, check_mode=False):
     directory = tmp_path / 'conf'
     directory.mkdir(mode=0o700, exist_ok=True)
     ctx = Ctx(check_mode)
-    store = Store(str(directory / 'config.toml'), check_mode, ctx.secret)
+    store = LocalStore(str(directory / 'config.toml'), check_mode, ctx.secret)
     runners = model.Validator(params, ctx.secret, lambda name, **where: None).runners()
     raw, existing, _changed = store.open()
     rec = reconcile.Reconciler(ctx, params, runners, store)

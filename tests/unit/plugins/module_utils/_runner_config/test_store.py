@@ -11,6 +11,7 @@ import stat
 
 import pytest
 
+from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config import files as files_mod
 from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config import store as store_mod
 from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.model import RunnerConfigError
 
@@ -25,11 +26,11 @@ class Outcome(Exception):
 def store(tmp_path):
     directory = tmp_path / 'gitlab-runner'
     directory.mkdir(mode=0o755)
-    return store_mod.Store(str(directory / 'config.toml'))
+    return store_mod.LocalStore(str(directory / 'config.toml'))
 
 
 def journal(store):
-    with open(store.state_path) as handle:
+    with open(store.files.state_path) as handle:
         return json.load(handle)
 
 
@@ -70,7 +71,7 @@ def test_journal_keeps_a_creation_with_unknown_outcome(store):
 
 
 def test_write_file_is_private_and_leaves_no_temporary_file(store):
-    store_mod.Store.write_file(store.path, b'concurrent = 1\n')
+    files_mod.write_file(store.path, b'concurrent = 1\n')
     assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
     assert os.listdir(store.dir) == ['config.toml']
 
@@ -92,35 +93,34 @@ def test_open_secures_files_and_removes_stale_temporaries(store):
 def test_check_mode_writes_nothing(tmp_path):
     directory = tmp_path / 'd'
     directory.mkdir(mode=0o755)
-    dry = store_mod.Store(str(directory / 'config.toml'), check_mode=True)
-    dry.read_state()
-    value, created = dry.system_id()
-    assert created and store_mod.SYSTEM_ID_RE.match(value)
+    dry = store_mod.LocalStore(str(directory / 'config.toml'), check_mode=True)
+    raw, parsed, changed = dry.open()
+    assert (raw, parsed, changed) == (None, {}, True), 'mode 0755 would change'
+    assert store_mod.SYSTEM_ID_RE.match(dry.system_id_value)
     dry.remember('r', 3, True)
-    dry.save_state()
-    assert dry.secure_files(dry=True) is True
+    dry.save({'concurrent': 1})
     assert os.listdir(str(directory)) == [] and stat.S_IMODE(os.stat(str(directory)).st_mode) == 0o755
 
 
 def test_system_id_is_kept_and_tokens_in_the_file_are_secrets(store):
-    store_mod.Store.write_file(os.path.join(store.dir, '.runner_system_id'), b'r_abcdefABCDEF')
-    assert store.system_id() == ('r_abcdefABCDEF', False)
+    files_mod.write_file(os.path.join(store.dir, '.runner_system_id'), b'r_abcdefABCDEF')
+    assert store.files.system_id() == ('r_abcdefABCDEF', False)
     token = 'glrt-' + secrets.token_urlsafe(20)
     found = []
     store.secret = found.append
-    store_mod.Store.write_file(store.path, '[[runners]]\n  name = "a"\n  token = "{0}"\n'.format(token).encode())
+    files_mod.write_file(store.path, '[[runners]]\n  name = "a"\n  token = "{0}"\n'.format(token).encode())
     store.read_config()
     assert set(found) == {token}
 
 
 def test_read_config_refuses_duplicates_and_broken_files(store):
-    store_mod.Store.write_file(store.path, b'[[runners]]\nname = "a"\n[[runners]]\nname = "a"\n')
+    files_mod.write_file(store.path, b'[[runners]]\nname = "a"\n[[runners]]\nname = "a"\n')
     with pytest.raises(RunnerConfigError, match="several \\[\\[runners\\]\\] entries named 'a'"):
         store.read_config()
     token = 'glrt-' + secrets.token_urlsafe(20)
     found = []
     store.secret = found.append
-    store_mod.Store.write_file(store.path, '[[runners]]\n  token = "{0}"\n  bad = \n'.format(token).encode())
+    files_mod.write_file(store.path, '[[runners]]\n  token = "{0}"\n  bad = \n'.format(token).encode())
     with pytest.raises(RunnerConfigError, match='is not valid TOML'):
         store.read_config()
     assert token in found, 'a token in a broken file is masked too'
