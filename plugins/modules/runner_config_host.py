@@ -16,7 +16,10 @@ description:
     through this module, so that the GitLab API token never reaches the host. It reads and writes the configuration
     directory of C(config.toml) and knows nothing of GitLab or of TOML.
   - O(op=read) returns C(config.toml) and the journal C(.dood_gitlab_runner.json) (base64), the system id from
-    C(.runner_system_id) (created when missing), whether file modes had to be fixed, and a digest of both files.
+    C(.runner_system_id) (a new one when missing, not written), whether file modes or left-over temporary files need
+    tidying, and a digest of both files. It changes nothing.
+  - O(op=prepare) fixes the modes, removes left-over temporary files and writes the system id O(system_id) when the
+    directory has none.
   - O(op=write) writes C(config.toml) (atomically, mode C(0600), optionally with a backup) and then the journal. The
     first write of a run, or O(op=claim), takes the directory's lease, only when nobody wrote since the run's read
     (O(expect)) and no other run holds it; otherwise it answers C(conflict) and writes nothing.
@@ -42,7 +45,7 @@ options:
     description: What to do.
     type: str
     required: true
-    choices: [read, write, claim, release]
+    choices: [read, prepare, write, claim, release]
   owner:
     description: The run's lease identifier.
     type: str
@@ -73,6 +76,9 @@ options:
   break_owner:
     description: With O(op=read), remove the lease of this owner first (its holder is known to be dead).
     type: str
+  system_id:
+    description: With O(op=prepare), the system id to write when C(.runner_system_id) is missing.
+    type: str
 seealso:
   - module: dood.gitlab_runner.runner_config
 '''
@@ -100,14 +106,18 @@ generation:
   type: str
 system_id:
   description: This host's system id.
-  returned: op=read
+  returned: op=read and op=prepare
   type: str
 system_id_created:
-  description: Whether the system id was missing (and, outside check mode, created).
+  description: Whether the system id was missing (O(op=prepare) writes it).
   returned: op=read
   type: bool
 files_changed:
-  description: Whether file or directory modes were (or, in check mode, would be) fixed.
+  description: Whether file or directory modes need fixing (O(op=prepare) fixes them).
+  returned: op=read
+  type: bool
+stale_files:
+  description: Whether temporary files of a killed run are left (O(op=prepare) removes them).
   returned: op=read
   type: bool
 held:

@@ -210,6 +210,8 @@ class Handler(BaseHTTPRequestHandler):
             "time": iso(started),
             "method": method,
             "path": path,
+            # Who sent it: tests check that a credential only comes from where it is supposed to be.
+            "peer": self.client_address[0],
             "query": app.state.scrub(nest_pairs(query_pairs)),
             "status": None,
             "credential": None,

@@ -111,6 +111,9 @@ class RemoteStore(Store):
         self.system_id_value = result['system_id']
         self.load_state(_unb64(result.get('state')))
         raw, parsed = self.load_config(_unb64(result.get('config')))
+        if not self.check_mode and (result.get('files_changed') or result.get('system_id_created') or result.get('stale_files')):
+            # The file is usable: now tidy the directory and keep the system id (the read changed nothing).
+            self.system_id_value = self.call({'op': 'prepare', 'system_id': self.system_id_value})['system_id']
         return raw, parsed, bool(result.get('files_changed'))
 
     def claim(self):
@@ -257,6 +260,9 @@ def _reconcile(action, task_vars, params, ctx):
               'path': params['path'], 'runner_version': version, 'host_calls': call.count}
     if ctx.diff:
         result['diff'] = diff_of(params['path'], raw, existing, desired, ctx.secrets, ctx.secret_names)
+        server = reconciler.server_diff(ctx.secrets, ctx.secret_names)
+        if server:
+            result['diff'] = [result['diff'], server]
     if store.backup_file:
         result['backup_file'] = store.backup_file
     return _finish(ctx, result)

@@ -136,12 +136,13 @@ class HostFiles:
         except IOError:
             return None
 
-    def system_id(self):
-        """(system id, created now): the id gitlab-runner keeps in .runner_system_id, created the same way when missing."""
+    def system_id(self, new=None):
+        """(system id, created now): the id gitlab-runner keeps in .runner_system_id, created the same way when missing
+        (``new``: the value to create)."""
         value = read_system_id(self.dir)
         if value:
             return value, False
-        value = new_system_id()
+        value = new if new and SYSTEM_ID_RE.match(new) else new_system_id()
         if not self.check_mode:
             write_file(os.path.join(self.dir, SYSTEM_ID_FILE), to_bytes(value))
         return value, True
@@ -202,15 +203,17 @@ class HostFiles:
                 changed = True
         return changed
 
-    def remove_stale_temp_files(self):
-        """Temporary files of a run that was killed while writing (they may hold a token): remove them."""
+    def stale_temp_files(self):
+        """Temporary files of a run that was killed while writing (they may hold a token)."""
         pattern = re.compile(STALE_TEMP_RE.format(re.escape(os.path.basename(self.path))))
-        for name in os.listdir(self.dir):
-            if pattern.match(name):
-                try:
-                    os.unlink(os.path.join(self.dir, name))
-                except OSError:
-                    pass
+        return [name for name in os.listdir(self.dir) if pattern.match(name)]
+
+    def remove_stale_temp_files(self):
+        for name in self.stale_temp_files():
+            try:
+                os.unlink(os.path.join(self.dir, name))
+            except OSError:
+                pass
 
     def prepare(self):
         """Before a run: check the file can be written, tidy up, secure the files. Returns whether modes changed."""

@@ -6,8 +6,11 @@
 
 Three operations, each under the directory's flock:
 
-* ``read``: config.toml and the journal as bytes, the system id (created when missing), the files secured, and a
-  generation digest of both files. It takes nothing: a run that turns out to change nothing costs this one call.
+* ``read``: config.toml and the journal as bytes, the system id (a new one when missing, not written yet), whether
+  file modes or left-over temporary files need tidying, and a generation digest of both files. It changes nothing, so
+  a bad file fails the run with every file as it was, and a run that changes nothing costs this one call.
+* ``prepare``: once the controller found the file usable, tidy up (modes, left-over temporary files) and write the
+  system id when it was missing.
 * ``write``: the first write of a run takes the lease, but only when nobody wrote since that run's read (the
   generation still matches) and no other live run holds it; later writes need the lease. config.toml is written
   before the journal. ``claim`` takes the lease without writing, before GitLab is asked to do something that cannot
@@ -31,7 +34,8 @@ from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.
 
 ARGUMENT_SPEC = dict(
     path=dict(type='path', required=True),
-    op=dict(type='str', required=True, choices=['read', 'write', 'claim', 'release']),
+    op=dict(type='str', required=True, choices=['read', 'prepare', 'write', 'claim', 'release']),
+    system_id=dict(type='str'),
     owner=dict(type='str'),
     holder=dict(type='dict'),
     ttl=dict(type='int', default=600),
@@ -58,11 +62,22 @@ def read(module, files):
     if lease is not None and lease.get('owner') != params['owner']:
         return {'held': {'holder': lease.get('holder'), 'owner': lease.get('owner'), 'host': lease.get('host')}}
     raw = files.read_config()
-    files_changed = files.prepare()
-    system_id, created = files.system_id()
+    if not module.check_mode:
+        files.check_writable()
+    dry = HostFiles(files.path, check_mode=True)
+    system_id, created = dry.system_id()
     state = files.read_state()
     return {'config': _b64(raw), 'state': _b64(state), 'generation': generation(raw, state), 'system_id': system_id,
-            'system_id_created': created, 'files_changed': files_changed}
+            'system_id_created': created, 'files_changed': files.secure_files(dry=True),
+            'stale_files': files.stale_temp_files() != []}
+
+
+def prepare(module, files):
+    files.check_writable()
+    files.remove_stale_temp_files()
+    files.secure_files()
+    system_id, _created = files.system_id(module.params['system_id'])
+    return {'system_id': system_id}
 
 
 def write(module, files):
@@ -101,6 +116,8 @@ def run_host_module():
         try:
             if params['op'] == 'read':
                 result = read(module, files)
+            elif params['op'] == 'prepare':
+                result = prepare(module, files)
             elif params['op'] == 'release':
                 files.release_lease(params['owner'])
                 result = {}

@@ -89,6 +89,9 @@ def run_module():
     result = {}
     if ctx.diff:
         result['diff'] = diff_of(store.path, raw, existing, desired, ctx.secrets, ctx.secret_names)
+        server = reconciler.server_diff(ctx.secrets, ctx.secret_names)
+        if server:
+            result['diff'] = [result['diff'], server]
     if store.backup_file:
         result['backup_file'] = store.backup_file
     module.exit_json(changed=reconciler.changed, runners=reconciler.results, system_id=reconciler.system_id,

@@ -12,6 +12,7 @@ runner against GitLab, repair drifted server-side settings, or unregister a runn
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import ssl
@@ -95,6 +96,8 @@ class Reconciler:
         self.ca_files = {}
         self.system_id = None
         self.changed = False
+        # What changed (or, in check mode, would change) in GitLab, per runner: (label, before, after), for the diff.
+        self.server_changes = []
 
     # -- connections -------------------------------------------------------------------------------------------------
     def ca_file(self, runner):
@@ -358,6 +361,7 @@ class Reconciler:
             if changes:
                 if not self.check_mode:
                     api.update_runner(runner.api_token, runner_id, changes)
+                self.server_change(runner.name, runner_id, dict((k, current.get(k)) for k in changes), changes)
                 action = 'updated'
         return action, owned
 
@@ -412,6 +416,26 @@ class Reconciler:
                 msg += ('without api_token the next run cannot look for it, so check GitLab for a runner with description {0!r} '
                         'that never contacted GitLab and delete it.'.format(runner.creation_settings().get('description')))
         return msg
+
+    def server_change(self, name, runner_id, before, after):
+        label = 'runner {0!r} (id {1})'.format(name, runner_id or 'new')
+        self.server_changes.append((label, before, after))
+
+    def server_diff(self, secrets, secret_names=()):
+        """The GitLab side of the diff: each runner that changed there, before and after, masked; None when none did."""
+        if not self.server_changes:
+            return None
+        before, after = [], []
+        for label, old, new in self.server_changes:
+            for lines, values in ((before, old), (after, new)):
+                lines.append(label + ':' if values else label + ': (none)')
+                for key in sorted(values):
+                    lines.append('  {0}: {1}'.format(key, json.dumps(values[key], sort_keys=True)))
+        url = (self.runners[0].url if self.runners else '') or 'GitLab'
+        header = 'GitLab runners at {0}'.format(url)
+        return {'before': config_toml.mask_text('\n'.join(before) + '\n', secrets),
+                'after': config_toml.mask_text('\n'.join(after) + '\n', secrets),
+                'before_header': header, 'after_header': header}
 
     def report(self, name, entry, action, config):
         self.results.append({'name': name, 'id': int(entry.get('id') or 0) if entry else 0, 'action': action,
@@ -479,6 +503,15 @@ class Reconciler:
                                     'id once more.'.format(runner.name, new_entry.get('id'), store.path, exc.strerror or exc,
                                                            store.dir), self.results)
             self.report(runner.name, new_entry, action, file_side)
+            old_id = int((entry or {}).get('id') or 0)
+            if action in ('created', 'adopted'):
+                self.server_change(runner.name, new_entry.get('id'), {}, dict(runner.creation_settings(), status=action))
+            elif action == 'recreated':
+                self.server_change(runner.name, new_entry.get('id'), {'id': old_id, 'status': 'gone or rejected'},
+                                   dict(runner.creation_settings(), status='recreated'))
+            elif new_token and owned.get('token_expires_at') != (entry or {}).get('token_expires_at'):
+                self.server_change(runner.name, old_id, {'token_expires_at': iso((entry or {}).get('token_expires_at'))},
+                                   {'token': 'renewed', 'token_expires_at': iso(owned.get('token_expires_at'))})
 
         if self.params['prune']:
             self.prune(entries, declared, persist)
@@ -507,6 +540,7 @@ class Reconciler:
         self.store.forget(runner.name)
         persist()
         self.report(runner.name, entry, 'removed', 'removed')
+        self.server_change(runner.name, entry.get('id'), {'id': int(entry.get('id') or 0)}, {})
 
     def prune(self, entries, declared, persist):
         """Unregister and drop every entry whose name is not declared."""
@@ -524,6 +558,7 @@ class Reconciler:
             self.store.forget(ghost.name)
             persist()
             self.report(ghost.name, entry, 'removed', 'removed')
+            self.server_change(ghost.name, entry.get('id'), {'id': int(entry.get('id') or 0)}, {})
 
 
 # What to do about a transport failure, by GitLabError.kind.

@@ -590,6 +590,7 @@ def test_user_and_version_need_a_valid_token(gl, path):
     assert (status, body["error"], body["scope"]) == (403, "insufficient_scope", "api read_api read_user")
     assert gl.api("GET", path, owner)[0] == 200
     assert [(e["path"], e["status"]) for e in gl.requests()][-1] == ("/api/v4" + path, 200)
+    assert set(e["peer"] for e in gl.requests()) == {"127.0.0.1"}, "each request records the address it came from"
 
 
 @pytest.mark.parametrize("path", ["/version", "/metadata"])
