@@ -413,11 +413,10 @@ def tls_material(tmp_path_factory):
 
 
 KILL_HOOK = '''
-import json, os, re, signal, sys
+import fcntl, json, os, re, signal, sys
 _spec = os.environ.get('DOOD_TEST_KILL_AT')
 if _spec:
     _spec = json.loads(_spec)
-    _seen = [0]
 
     def _hook(event, args):
         if event != _spec['event']:
@@ -428,8 +427,13 @@ if _spec:
             return
         if not re.search(_spec['match'], value):
             return
-        _seen[0] += 1
-        if _seen[0] == _spec.get('nth', 1):
+        # Counted across processes: the module's work may be spread over several (the controller's host calls).
+        with open(_spec['counter'], 'a+') as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            seen = len(handle.read()) + 1
+            handle.write('.')
+        if seen == _spec.get('nth', 1):
             os.kill(os.getpid(), signal.SIGKILL)
 
     sys.addaudithook(_hook)
@@ -437,7 +441,8 @@ if _spec:
 
 
 def kill_env(tmp_root, event, match, arg=0, nth=1):
-    """Environment that SIGKILLs the Python process at the nth audit ``event`` whose argument ``arg`` matches ``match``.
+    """Environment that SIGKILLs the Python process at the nth audit ``event`` (counted over every process of the run)
+    whose argument ``arg`` matches ``match``.
 
     A sitecustomize file outside the collection installs the audit hook (PEP 578), so the module under test holds no
     test switch: the kill hits the real code at the real system call, e.g. ``os.rename`` of the temporary file onto
@@ -446,4 +451,6 @@ def kill_env(tmp_root, event, match, arg=0, nth=1):
     hook_dir = tmp_root / 'killhook'
     hook_dir.mkdir(exist_ok=True)
     (hook_dir / 'sitecustomize.py').write_text(KILL_HOOK)
-    return {'PYTHONPATH': str(hook_dir), 'DOOD_TEST_KILL_AT': json.dumps({'event': event, 'match': match, 'arg': arg, 'nth': nth})}
+    counter = hook_dir / 'count-{0}'.format(secrets.token_hex(4))
+    return {'PYTHONPATH': str(hook_dir), 'DOOD_TEST_KILL_AT': json.dumps({'event': event, 'match': match, 'arg': arg, 'nth': nth,
+                                                                        'counter': str(counter)})}
