@@ -124,6 +124,16 @@ class Runner:
         settings.setdefault('description', self.name)
         return settings
 
+    def made_with(self):
+        """What a runner the module creates is created with, for the diff: its settings and how (type and scope)."""
+        settings = self.creation_settings()
+        for option in ('runner_type', 'group_id', 'project_id'):
+            if self.params.get(option) is not None:
+                settings[option] = self.params[option]
+        if self.source == 'registration_token':
+            settings['registered_with'] = 'a registration token'
+        return settings
+
     def drift(self, current):
         """Server-side settings that differ from the declaration, as a PUT body (docs/gitlab-api.md §1.6)."""
         changes = {}

@@ -505,10 +505,10 @@ class Reconciler:
             self.report(runner.name, new_entry, action, file_side)
             old_id = int((entry or {}).get('id') or 0)
             if action in ('created', 'adopted'):
-                self.server_change(runner.name, new_entry.get('id'), {}, dict(runner.creation_settings(), status=action))
+                self.server_change(runner.name, new_entry.get('id'), {}, dict(runner.made_with(), status=action))
             elif action == 'recreated':
                 self.server_change(runner.name, new_entry.get('id'), {'id': old_id, 'status': 'gone or rejected'},
-                                   dict(runner.creation_settings(), status='recreated'))
+                                   dict(runner.made_with(), status='recreated'))
             elif new_token and owned.get('token_expires_at') != (entry or {}).get('token_expires_at'):
                 self.server_change(runner.name, old_id, {'token_expires_at': iso((entry or {}).get('token_expires_at'))},
                                    {'token': 'renewed', 'token_expires_at': iso(owned.get('token_expires_at'))})
