@@ -452,5 +452,5 @@ def kill_env(tmp_root, event, match, arg=0, nth=1):
     hook_dir.mkdir(exist_ok=True)
     (hook_dir / 'sitecustomize.py').write_text(KILL_HOOK)
     counter = hook_dir / 'count-{0}'.format(secrets.token_hex(4))
-    return {'PYTHONPATH': str(hook_dir), 'DOOD_TEST_KILL_AT': json.dumps({'event': event, 'match': match, 'arg': arg, 'nth': nth,
-                                                                        'counter': str(counter)})}
+    spec = {'event': event, 'match': match, 'arg': arg, 'nth': nth, 'counter': str(counter)}
+    return {'PYTHONPATH': str(hook_dir), 'DOOD_TEST_KILL_AT': json.dumps(spec)}

@@ -19,7 +19,8 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.dood.gitlab_runner.plugins.module_utils import config_toml
 from ansible_collections.dood.gitlab_runner.plugins.module_utils.gitlab_api import GitLabClient, GitLabError, scope_path_for
 from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.model import RunnerConfigError, url_problem
-from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.store import parse_config, read_system_id
+from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.files import read_system_id
+from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.store import parse_config
 
 # Server-side fields reported per runner (docs/gitlab-api.md §1.6 RunnerDetails); anything else GitLab sends is left out.
 SERVER_FIELDS = ('status', 'contacted_at', 'online', 'description', 'tag_list', 'run_untagged', 'locked', 'paused',

@@ -19,9 +19,7 @@ import time
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 
 from ansible_collections.dood.gitlab_runner.plugins.module_utils import config_toml
-from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.files import (  # noqa: F401 (re-exported)
-    SYSTEM_ID_RE, HostFiles, RunnerConfigError, read_system_id,
-)
+from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.files import HostFiles, RunnerConfigError
 
 
 def parse_config(path, raw, secret):

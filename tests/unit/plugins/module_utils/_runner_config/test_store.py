@@ -96,7 +96,7 @@ def test_check_mode_writes_nothing(tmp_path):
     dry = store_mod.LocalStore(str(directory / 'config.toml'), check_mode=True)
     raw, parsed, changed = dry.open()
     assert (raw, parsed, changed) == (None, {}, True), 'mode 0755 would change'
-    assert store_mod.SYSTEM_ID_RE.match(dry.system_id_value)
+    assert files_mod.SYSTEM_ID_RE.match(dry.system_id_value)
     dry.remember('r', 3, True)
     dry.save({'concurrent': 1})
     assert os.listdir(str(directory)) == [] and stat.S_IMODE(os.stat(str(directory)).st_mode) == 0o755
