@@ -98,7 +98,7 @@ def converge(tmp_path, gitlab, params, check_mode=False):
     runners = model.Validator(params, ctx.secret, lambda name, **where: None).runners()
     raw, existing, _changed = store.open()
     rec = reconcile.Reconciler(ctx, params, runners, store)
-    rec.client = lambda runner: gitlab
+    rec.tokens.client = lambda runner: gitlab
     desired = rec.run(raw, existing)
     return rec, desired, store
 
