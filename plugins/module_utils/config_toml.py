@@ -1048,6 +1048,14 @@ def secret_name(name, extra=()):
     return any(fnmatch.fnmatchcase(lower, pattern.lower()) for pattern in extra)
 
 
+# The password of a URL's user information (a proxy URL in an environment variable, say): http://user:password@host
+URL_PASSWORD_RE = re.compile(r'(?<=://)([^:/@\s]*):([^@\s/]+)@')
+
+
+def _mask_url_passwords(text):
+    return URL_PASSWORD_RE.sub(lambda m: m.group(1) + ':' + MASK + '@', text)
+
+
 def _env_name(item):
     return item.split('=', 1)[0] if isinstance(item, str) and '=' in item else None
 
@@ -1067,6 +1075,10 @@ def secret_values(value, extra=(), key=None):
                 found.extend(secret_values(item, extra, key if isinstance(item, (list, tuple)) else None))
     elif isinstance(value, (str, int, float)) and not isinstance(value, bool) and value != '' and secret_name(key, extra):
         found.append(str(value))  # a credential given as a number (a wrong type) is still a credential
+    if isinstance(value, str):
+        found.extend(m.group(2) for m in URL_PASSWORD_RE.finditer(value))
+    elif isinstance(value, (list, tuple)) and key == 'environment':
+        found.extend(m.group(2) for item in value if isinstance(item, str) for m in URL_PASSWORD_RE.finditer(item))
     return found
 
 
@@ -1083,7 +1095,7 @@ def _mask(value, secrets, key=None, extra=()):
                     for v in value]
         return [_mask(v, secrets, key, extra) for v in value]
     if isinstance(value, str):
-        return _mask_string(value, secrets)
+        return _mask_url_passwords(_mask_string(value, secrets))
     return copy.deepcopy(value)
 
 

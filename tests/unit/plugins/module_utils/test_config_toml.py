@@ -765,3 +765,12 @@ def test_normal_form_keeps_what_gitlab_runner_reads_differently(change):
 def test_duration_keys_come_from_the_schema():
     assert ('runners', 'monitoring', 'job_queuing_durations', 'threshold') in ct.DURATION_KEYS
     assert ('runners', 'docker', 'wait_for_services_timeout') not in ct.DURATION_KEYS
+
+
+def test_url_passwords_are_masked_and_found():
+    password = secrets.token_urlsafe(12)
+    env = ['HTTPS_PROXY=http://ci:{0}@proxy.internal:3128'.format(password), 'NO_PROXY=.internal']
+    masked = ct.mask({'runners': [{'environment': env}]})
+    assert masked['runners'][0]['environment'] == ['HTTPS_PROXY=http://ci:********@proxy.internal:3128', 'NO_PROXY=.internal']
+    assert password in ct.secret_values({'environment': env})
+    assert ct.mask({'clone_url': 'https://gitlab.example.com'}) == {'clone_url': 'https://gitlab.example.com'}
