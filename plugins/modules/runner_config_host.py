@@ -77,8 +77,12 @@ options:
     description: With O(op=read), remove the lease of this owner first (its holder is known to be dead).
     type: str
   system_id:
-    description: With O(op=prepare), the system id to write when C(.runner_system_id) is missing.
+    description: With O(op=prepare) or O(prepare=true), the system id to write when C(.runner_system_id) is missing.
     type: str
+  prepare:
+    description: With a write or a claim, do what O(op=prepare) does first.
+    type: bool
+    default: false
 seealso:
   - module: dood.gitlab_runner.runner_config
 '''

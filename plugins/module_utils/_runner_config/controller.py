@@ -87,6 +87,7 @@ class RemoteStore(Store):
         self.holder = {'controller': socket.gethostname(), 'pid': os.getpid(), 'started': _start_time(os.getpid())}
         self.generation = None
         self.claimed = False
+        self.needs_prepare = False
         self.backup = backup
         self.dir = os.path.dirname(path)
 
@@ -111,9 +112,10 @@ class RemoteStore(Store):
         self.system_id_value = result['system_id']
         self.load_state(_unb64(result.get('state')))
         raw, parsed = self.load_config(_unb64(result.get('config')))
-        if not self.check_mode and (result.get('files_changed') or result.get('system_id_created') or result.get('stale_files')):
-            # The file is usable: now tidy the directory and keep the system id (the read changed nothing).
-            self.system_id_value = self.call({'op': 'prepare', 'system_id': self.system_id_value})['system_id']
+        # The file is usable: the directory is tidied and the system id kept with the run's first write (the read changed
+        # nothing), or at its end when it writes nothing else.
+        self.needs_prepare = not self.check_mode and bool(
+            result.get('files_changed') or result.get('system_id_created') or result.get('stale_files'))
         return raw, parsed, bool(result.get('files_changed'))
 
     def claim(self):
@@ -121,8 +123,8 @@ class RemoteStore(Store):
             return
         self._write({'op': 'claim'})
 
-    def _put(self, config, state, backup):
-        args = {'op': 'write', 'backup': bool(backup and self.backup_file is None)}
+    def _put(self, config, state, backup, final=False):
+        args = {'op': 'write', 'backup': bool(backup and self.backup_file is None), 'release': final}
         if config is not None:
             args['config'] = base64.b64encode(config).decode('ascii')
         if state is not None:
@@ -131,13 +133,22 @@ class RemoteStore(Store):
         self.backup_file = self.backup_file or result.get('backup_file')
 
     def _write(self, args):
-        args.update({'owner': self.owner, 'holder': self.holder, 'expect': self.generation, 'ttl': LEASE_TTL})
+        args.update({'owner': self.owner, 'holder': self.holder, 'expect': self.generation, 'ttl': LEASE_TTL,
+                     'release': bool(args.get('release'))})
+        if self.needs_prepare:
+            args.update({'prepare': True, 'system_id': self.system_id_value})
         result = self.call(args)
         if result.get('conflict'):
             raise Conflict(result['conflict'])
-        self.claimed = True
+        self.needs_prepare = False
+        self.claimed = not args['release']
         self.generation = result['generation']
         return result
+
+    def finish(self):
+        """The run's last word: the final write already gave the lease back; tidy up when nothing was written."""
+        if self.needs_prepare:
+            self._write({'op': 'claim', 'release': True})
 
     def release(self):
         if self.claimed:
@@ -245,6 +256,7 @@ def _reconcile(action, task_vars, params, ctx):
                 reconciler = Reconciler(ctx, params, runners, store)
                 reconciler.changed = files_changed
                 desired = reconciler.run(raw, existing)
+                store.finish()
                 break
             except Conflict:
                 if attempt == ATTEMPTS:

@@ -9,8 +9,8 @@ Three operations, each under the directory's flock:
 * ``read``: config.toml and the journal as bytes, the system id (a new one when missing, not written yet), whether
   file modes or left-over temporary files need tidying, and a generation digest of both files. It changes nothing, so
   a bad file fails the run with every file as it was, and a run that changes nothing costs this one call.
-* ``prepare``: once the controller found the file usable, tidy up (modes, left-over temporary files) and write the
-  system id when it was missing.
+* ``prepare`` (an operation, or a flag of the run's first write): once the controller found the file usable, tidy up
+  (modes, left-over temporary files) and write the system id when it was missing.
 * ``write``: the first write of a run takes the lease, but only when nobody wrote since that run's read (the
   generation still matches) and no other live run holds it; later writes need the lease. config.toml is written
   before the journal. ``claim`` takes the lease without writing, before GitLab is asked to do something that cannot
@@ -36,6 +36,7 @@ ARGUMENT_SPEC = dict(
     path=dict(type='path', required=True),
     op=dict(type='str', required=True, choices=['read', 'prepare', 'write', 'claim', 'release']),
     system_id=dict(type='str'),
+    prepare=dict(type='bool', default=False),
     owner=dict(type='str'),
     holder=dict(type='dict'),
     ttl=dict(type='int', default=600),
@@ -88,6 +89,8 @@ def write(module, files):
     if lease is None and params['expect'] != generation(files.read_config(), files.read_state()):
         return {'conflict': 'written'}
     result = {}
+    if params['prepare']:
+        result.update(prepare(module, files))
     if params['op'] == 'write':
         if params['config'] is not None:
             backup = files.write_config(base64.b64decode(params['config']), module.backup_local if params['backup'] else None)

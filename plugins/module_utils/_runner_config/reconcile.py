@@ -320,7 +320,7 @@ class Reconciler:
         desired = whole_file(settings, config['runners'])
         file_changed = raw is None or not config_toml.semantic_equal(existing, desired)
         self.changed = self.changed or file_changed or any(r['action'] != 'unchanged' for r in self.results)
-        store.save(desired if file_changed else None, self.params['backup'])
+        store.save(desired if file_changed else None, self.params['backup'], final=True)
         return desired
 
     def remove(self, runner, entry, record, entries, persist):

@@ -163,9 +163,10 @@ class Store:
             state.pop('pending', None)
         return to_bytes(json.dumps(state, indent=2, sort_keys=True) + '\n')
 
-    def save(self, config=None, backup=False):
+    def save(self, config=None, backup=False, final=False):
         """Write ``config`` (a dict, or None to leave config.toml as it is), then the journal when it changed: in one
-        step, config.toml first, so a token GitLab issued is on disk before the journal forgets its creation."""
+        step, config.toml first, so a token GitLab issued is on disk before the journal forgets its creation.
+        ``final``: the run's last write (a store that holds a lease gives it back with it)."""
         if self.check_mode:
             return
         data = config_toml.render(config).encode('utf-8') if config is not None else None
@@ -174,7 +175,7 @@ class Store:
             state = None
         if data is None and state is None:
             return
-        self._put(data, state, backup)
+        self._put(data, state, backup, final)
         if data is not None:
             self.writes += 1
         if state is not None:
@@ -183,7 +184,7 @@ class Store:
     def claim(self):
         raise NotImplementedError
 
-    def _put(self, config, state, backup):
+    def _put(self, config, state, backup, final=False):
         raise NotImplementedError
 
 
@@ -208,7 +209,7 @@ class LocalStore(Store):
     def claim(self):
         """The flock taken for the whole run already excludes every other run."""
 
-    def _put(self, config, state, backup):
+    def _put(self, config, state, backup, final=False):
         if config is not None:
             backup_file = self.files.write_config(config, self.backup_local if backup and self.backup_file is None else None)
             self.backup_file = self.backup_file or backup_file

@@ -78,13 +78,17 @@ def test_one_read_for_a_run_that_writes_nothing(path):
     call = call_for(path)
     store = store_for(path, call)
     store.open(deadline=0)
-    store.save(None)
+    store.save(None, final=True)
+    store.finish()
     store.release()
-    assert call.calls == ['read', 'prepare', 'write', 'release'], 'modes fixed, the first journal written'
+    assert call.calls == ['read', 'write'], 'modes fixed and the first journal written in one call, no lease left'
+    assert HostFiles(path).lease() is None
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     call2 = call_for(path)
     store2 = store_for(path, call2)
     store2.open(deadline=0)
-    store2.save(None)
+    store2.save(None, final=True)
+    store2.finish()
     store2.release()
     assert call2.calls == ['read']
 
