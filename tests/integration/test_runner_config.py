@@ -9,9 +9,14 @@ the fake GitLab holds and was asked, the parsed config.toml and its mode.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
-
+import json
+import subprocess
+import sys
 import tomllib
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
 
 from conftest import ladder
 
@@ -365,3 +370,47 @@ def test_prune_entries_written_by_gitlab_runner_register(gitlab, host):
     assert remaining is not None, 'a glrt- runner may serve other hosts: only this host\'s manager goes'
     assert [m['system_id'] for m in remaining['managers']] == []
     assert host.config().get('runners', []) == []
+
+
+def test_gitlab_side_host_runs_the_whole_module_on_the_host(gitlab, host):
+    """For networks where only the runner hosts reach GitLab: the same ladder, the module itself on the host."""
+    admin, _group, project = project_setup(gitlab)
+    params = {'api_url': gitlab.url, 'api_token': admin, 'gitlab_side': 'host', 'runners': [
+        {'name': 'on-host', 'runner_type': 'project_type', 'project_id': project, 'run_untagged': True}]}
+    _c1, apply1, apply2, _c2 = ladder(host.run, params, first_action='created')
+    assert 'host_calls' not in apply1.task and 'host_calls' not in apply2.task, 'the module ran, not the action plugin'
+    controller = dict(params, gitlab_side='controller')
+    again = host.run(controller)
+    assert not again.changed and again.task['host_calls'] == 1, 'both sides read and write the same files'
+    assert len(gitlab.runners()) == 1
+
+
+def test_state_file_written_by_0_1_0_is_adopted(gitlab, host):
+    """A host converged by 0.1.0 (the whole module on the host, its state file): the new code adopts both."""
+    old = host.root / 'collection-0.1.0'
+    old.mkdir()
+    archive = subprocess.run(['git', '-C', str(Path(__file__).resolve().parents[2]), 'archive', 'd9a6f1a', 'plugins'],
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        pytest.skip('the 0.1.0 sources (commit d9a6f1a) are not in this checkout\'s history')
+    subprocess.run(['tar', '-x', '-C', str(old)], input=archive.stdout, check=True)
+    admin, _group, project = project_setup(gitlab)
+    params = {'api_url': gitlab.url, 'api_token': admin, 'allow_http': True, 'path': str(host.path), 'runners': [
+        {'name': 'legacy-host', 'runner_type': 'project_type', 'project_id': project, 'run_untagged': True, 'limit': 2}]}
+    tree = host.root / 'old-collections' / 'ansible_collections' / 'dood'
+    tree.mkdir(parents=True)
+    (tree / 'gitlab_runner').symlink_to(old)
+    args = host.root / 'old-args.json'
+    args.write_text(json.dumps({'ANSIBLE_MODULE_ARGS': params}))
+    env = dict(host.env, PYTHONPATH=str(tree.parent.parent))
+    proc = subprocess.run([sys.executable, '-m', 'ansible_collections.dood.gitlab_runner.plugins.modules.runner_config', str(args)],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert '"changed": true' in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    state = json.loads((host.dir / '.dood_gitlab_runner.json').read_text())
+    assert state['runners']['legacy-host']['created'] is True and 'applied' not in state['runners']['legacy-host']
+    written = host.raw()
+    result = host.run({k: v for k, v in params.items() if k != 'path'})
+    assert not result.failed, result.msg
+    assert not result.changed and result.actions() == {'legacy-host': 'unchanged'}, result.task
+    assert host.raw() == written and len(gitlab.runners()) == 1
+    assert json.loads((host.dir / '.dood_gitlab_runner.json').read_text())['runners']['legacy-host']['id'] == gitlab.runners()[0]['id']
