@@ -228,6 +228,9 @@ class Session:
             'hosts_reported': len(per_host),
             'tasks_per_host': max(executed),
             'tasks_per_host_min': min(executed),
+            # split by where they ran (callback_plugins/dood_bench_tasks.py): a module on the host, or the controller only
+            'host_tasks_per_host': max([h.get('host', 0) for h in per_host.values()] or [0]),
+            'controller_tasks_per_host': max([h.get('controller', 0) for h in per_host.values()] or [0]),
             'changed_per_host': max(changed),
             'changed_total': sum(changed),
             'skipped_per_host': max(skipped),
@@ -374,9 +377,12 @@ def goals(rows, role_rows):
                 row['label'], row['noop']['ratio']))
     for row in role_rows:
         noop = row['noop']
-        add(noop['tasks_per_host'] <= 15 and noop['changed_total'] == 0 and noop['rc'] == 0,
-            '{0}: whole role no-op executes {1} tasks/host (skips {2}), changed {3} (goal <= 15, 0 changed): {4}'.format(
-                row['label'], noop['tasks_per_host'], noop['skipped_per_host'], noop['changed_total'], ', '.join(noop['task_names'])))
+        add(noop['host_tasks_per_host'] <= 8 and noop['changed_total'] == 0 and noop['rc'] == 0,
+            '{0}: whole role no-op (docker role off, container step stubbed) executes {1} tasks/host on the host and {2} on '
+            'the controller (skips {3}), changed {4} (goal <= 8 on the host, 0 changed; the real figure, docker role on, comes '
+            'from benchmarks/role_noop.py on a molecule host): {5}'.format(
+                row['label'], noop['host_tasks_per_host'], noop['controller_tasks_per_host'], noop['skipped_per_host'],
+                noop['changed_total'], ', '.join(noop['task_names'])))
     return verdicts
 
 
