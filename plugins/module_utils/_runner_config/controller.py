@@ -32,7 +32,7 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.dood.gitlab_runner.plugins.module_utils import config_toml
 from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config import options
 from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.model import RunnerConfigError, Validator
-from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.module import diff_of
+from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.module import Context, diff_of
 from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.reconcile import Reconciler, RunFailed, check_ca
 from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.store import Store
 
@@ -47,31 +47,19 @@ class Conflict(Exception):
     """Another run wrote or holds the lease: start over from a fresh read."""
 
 
-class ActionContext:
-    """What the reconciler needs from Ansible, for an action plugin: messages collected, secrets masked."""
+class ActionContext(Context):
+    """The action plugin: warnings and deprecations collected into the task result (masked there as a whole)."""
 
     def __init__(self, check_mode, diff, secret_names):
-        self.check_mode = check_mode
-        self.diff = diff
-        self.tmpdir = tempfile.mkdtemp(prefix='dood-runner-config-')
-        self.secrets = set()
-        self.secret_names = tuple(secret_names or ())
+        super().__init__(check_mode, diff, tempfile.mkdtemp(prefix='dood-runner-config-'), secret_names)
         self.warnings = []
         self.deprecations = []
-
-    def secret(self, value):
-        if value:
-            self.secrets.add(value)
-        return value
-
-    def mask(self, text):
-        return config_toml.mask_text(text, self.secrets)
 
     def warn(self, msg):
         self.warnings.append(self.mask(msg))
 
     def deprecate(self, msg, version):
-        self.deprecations.append({'msg': self.mask(msg), 'version': version, 'collection_name': 'dood.gitlab_runner'})
+        self.deprecations.append({'msg': self.mask(msg), 'version': version, 'collection_name': self.collection})
 
     def close(self):
         shutil.rmtree(self.tmpdir, ignore_errors=True)

@@ -16,32 +16,48 @@ from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.
 from ansible_collections.dood.gitlab_runner.plugins.module_utils._runner_config.store import LocalStore
 
 
-class ModuleContext:
-    """What the reconciler needs from Ansible, with every message masked before it leaves."""
+class Context:
+    """What the reconciler needs from Ansible: check and diff mode, a private temporary directory, and the secrets,
+    masked in every message before it leaves. Subclasses say where warnings and deprecations go."""
 
-    def __init__(self, module):
-        self.module = module
-        self.check_mode = module.check_mode
-        self.diff = module._diff
-        self.tmpdir = module.tmpdir
+    collection = 'dood.gitlab_runner'
+
+    def __init__(self, check_mode, diff, tmpdir, secret_names):
+        self.check_mode = check_mode
+        self.diff = diff
+        self.tmpdir = tmpdir
         self.secrets = set()
-        self.secret_names = tuple(module.params.get('secret_names') or ())
+        self.secret_names = tuple(secret_names or ())
 
     def secret(self, value):
-        """Remember a secret so it is masked everywhere, including Ansible's own output."""
+        """Remember a secret so it is masked everywhere; returns it."""
         if value:
             self.secrets.add(value)
-            self.module.no_log_values.add(value)
+            self.hide(value)
         return value
+
+    def hide(self, value):
+        """Also hide ``value`` from Ansible's own output (the module's no-log values)."""
 
     def mask(self, text):
         return config_toml.mask_text(text, self.secrets)
+
+
+class ModuleContext(Context):
+    """The module on the host: Ansible's own warnings, deprecations and failure, and its no-log values."""
+
+    def __init__(self, module):
+        super().__init__(module.check_mode, module._diff, module.tmpdir, module.params.get('secret_names'))
+        self.module = module
+
+    def hide(self, value):
+        self.module.no_log_values.add(value)
 
     def warn(self, msg):
         self.module.warn(self.mask(msg))
 
     def deprecate(self, msg, version):
-        self.module.deprecate(self.mask(msg), version=version, collection_name='dood.gitlab_runner')
+        self.module.deprecate(self.mask(msg), version=version, collection_name=self.collection)
 
     def fail(self, msg, **kwargs):
         self.module.fail_json(msg=self.mask(msg), **kwargs)
