@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from .errors import ApiError, forbidden, unauthorized
-from .state import LEGACY_SYSTEM_XID, MAINTAINER, OWNER
+from .constants import LEGACY_SYSTEM_XID, MAINTAINER, OWNER
 from .util import sha256
 
 

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from .auth import can_update_runner
-from .state import GITLAB_REVISION, GITLAB_VERSION
+from .constants import GITLAB_REVISION, GITLAB_VERSION
 from .util import iso
 
 
