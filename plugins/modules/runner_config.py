@@ -492,11 +492,14 @@ notes:
   - C(config.toml), its backups, C(.runner_system_id) and the state file C(.dood_gitlab_runner.json) are written with
     mode C(0600) by the user running the module (root), and their directory is kept at mode C(0700).
   - "Crash safety: before it asks GitLab to create a runner, the module records the pending creation in
-    C(.dood_gitlab_runner.json) beside C(config.toml), and it saves C(config.toml) right after each creation. If the run
-    dies or loses the answer in between, the next run lists the runners of that scope with the API token, adopts the
-    runner created at that time with that description (and a new token from the reset endpoint) and deletes any other
-    such runner, so GitLab ends up with exactly the declared runners. Without an API token it warns with the manual
-    fix. When the token of a runner just created cannot be written to C(config.toml), the runner is deleted again."
+    C(.dood_gitlab_runner.json) beside C(config.toml). If the run dies or loses the answer before C(config.toml) holds
+    the new token, the next run lists the runners of that scope with the API token, adopts the runner created at that
+    time with that description (and a new token from the reset endpoint) and deletes any other such runner, so GitLab
+    ends up with exactly the declared runners. Runners created with O(runners[].runner_type) and O(api_token) are all
+    recorded in one write before the first request and their tokens saved with the run's next write (two writes
+    however many runners); a runner created with a registration token is recorded just before its request and saved
+    right after it, since without an API token a lost answer cannot be found again (the module warns with the manual
+    fix). When the token of a runner just created cannot be written to C(config.toml), the runner is deleted again."
   - "The state file also keeps each runner's id, so a lost C(config.toml) does not create a duplicate: with an API
     token the runner gets a new token through the reset endpoint by id."
   - Secrets (tokens, cache credentials, C(sentry_dsn)) never appear in the result, a warning, an error or the diff.

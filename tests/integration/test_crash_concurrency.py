@@ -114,16 +114,18 @@ def converge_after(gitlab, host, params):
     return result
 
 
-# (event, regex on the argument, argument index, occurrence): where the module is killed.
+# (event, regex on the argument, argument index, occurrence, runners GitLab holds then): where the module is killed.
+# Both runners are created with the API token, so both pending creations are journaled in one write before the first
+# request and both tokens go into config.toml with the next write.
 KILL_POINTS = {
-    # r1 was created in GitLab; the module dies as it opens the temporary file for config.toml.
-    'after_create_before_write': ('open', CONFIG_TEMP, 0, 1),
-    # The temporary file holds the new config.toml (and r1's token); the module dies before the rename.
-    'during_write': ('os.rename', CONFIG_TEMP, 0, 1),
-    # config.toml holds r1, the state file still records r1's creation as pending.
-    'after_write_before_state': ('os.rename', STATE_FILE, 1, 2),
-    # r1 is complete; r2 was created in GitLab and the module dies before writing it.
-    'second_create_before_write': ('open', CONFIG_TEMP, 0, 2),
+    # Both creations are journaled as pending; the module dies before it sends either.
+    'journaled_before_create': ('os.rename', STATE_FILE, 1, 1, 0),
+    # r1 and r2 were created in GitLab; the module dies as it opens the temporary file for config.toml.
+    'after_create_before_write': ('open', CONFIG_TEMP, 0, 1, 2),
+    # The temporary file holds the new config.toml (and both tokens); the module dies before the rename.
+    'during_write': ('os.rename', CONFIG_TEMP, 0, 1, 2),
+    # config.toml holds both runners, the state file still records their creations as pending.
+    'after_write_before_state': ('os.rename', STATE_FILE, 1, 2, 2),
 }
 
 
@@ -131,11 +133,10 @@ KILL_POINTS = {
 def test_killed_at_each_step_next_run_converges(gitlab, host, tmp_path, point):
     admin, project = setup_project(gitlab)
     params = two_runners(gitlab, admin, project)
-    event, match, arg, nth = KILL_POINTS[point]
+    event, match, arg, nth, created = KILL_POINTS[point]
     killed = host.run(params, extra_env=kill_env(tmp_path, event, match, arg, nth))
     assert killed.failed, killed.task
-    created = len(gitlab.runners())
-    assert created >= 1, 'the kill must come after GitLab created a runner'
+    assert len(gitlab.runners()) == created, 'the kill must come at the step named'
     if host.path.exists():
         host.config()          # whatever was left is whole, parseable TOML
     converge_after(gitlab, host, params)

@@ -108,6 +108,8 @@ class Reconciler:
         self.system_id = None
         self.changed = False
         self.server = ServerChanges()
+        # (runner, owned) of the runners created in this run whose token config.toml does not hold yet.
+        self.unwritten = []
 
     # -- one runner --------------------------------------------------------------------------------------------------
     def converge_runner(self, runner, entry, record):
@@ -229,9 +231,6 @@ class Reconciler:
             api.delete_by_token(token)
 
     # -- messages ----------------------------------------------------------------------------------------------------
-    def describe_error(self, runner, exc):
-        return describe_error(runner, exc, self.store.writes)
-
     def server_change(self, name, runner_id, before, after):
         self.server.add(name, runner_id, before, after)
 
@@ -259,8 +258,15 @@ class Reconciler:
         by_name = dict((e.get('name'), e) for e in entries)
         declared = set(r.name for r in self.runners)
 
+        # Created with an API token and journaled ahead: their tokens wait for the run's next write (see persist).
+        ahead = self.tokens.journal_creations([(r, by_name.get(r.name), store.record(r.name)) for r in self.runners])
+        unwritten = self.unwritten
+
         def persist():
+            for created, _owned in unwritten:
+                store.clear_pending(created.name)
             store.save(whole_file(settings, config['runners']), self.params['backup'])
+            del unwritten[:]
 
         for runner in self.runners:
             entry = by_name.get(runner.name)
@@ -270,13 +276,9 @@ class Reconciler:
                     self.remove(runner, entry, record, entries, persist)
                     continue
                 action, owned = self.converge_runner(runner, entry, record)
-            except GitLabError as exc:
-                raise RunFailed(self.describe_error(runner, exc), self.results)
-            except RunnerConfigError as exc:
-                raise RunFailed(to_native(exc), self.results)
-            except (IOError, OSError) as exc:
-                raise RunFailed('Runner {0!r}: could not write in {1} ({2}). Fix the directory, then run again.'.format(
-                    runner.name, store.dir, exc.strerror or exc), self.results)
+            except (GitLabError, RunnerConfigError, IOError, OSError) as exc:
+                self.settle(persist)
+                raise RunFailed(describe_failure(runner, exc, self.store), self.results)
             new_entry, written, removed = runner.entry(entry, owned if owned is not None else entry,
                                                        store.applied(runner.name), authoritative)
             store.set_applied(runner.name, written)
@@ -292,13 +294,17 @@ class Reconciler:
                 file_side = 'unchanged' if same else 'updated'
             by_name[runner.name] = new_entry
             new_token = owned is not None and entry is not None and owned.get('token') != entry.get('token')
-            if action in ('created', 'recreated', 'adopted', 'verified') or new_token:
+            if action == 'created' and runner.name in ahead:
+                # Its pending record is on disk and the API token finds the runner again if the run dies before the
+                # next write, so its token goes with that write: one host call for all of them, not one each.
+                unwritten.append((runner, owned))
+            elif action in ('created', 'recreated', 'adopted', 'verified') or new_token:
                 store.clear_pending(runner.name)
                 try:
                     persist()
                 except (IOError, OSError) as exc:
                     if action in ('created', 'recreated') and runner.source != 'token':
-                        self.tokens.undo_creation(runner, owned, exc)
+                        self.tokens.undo_creations(unwritten + [(runner, owned)], exc)
                     raise RunFailed('Runner {0!r} (id {1}) got a new token from GitLab, but the module could not write {2} '
                                     '({3}). Make {4} writable and run again; with api_token the next run resets the token by '
                                     'id once more.'.format(runner.name, new_entry.get('id'), store.path, exc.strerror or exc,
@@ -320,8 +326,28 @@ class Reconciler:
         desired = whole_file(settings, config['runners'])
         file_changed = raw is None or not config_toml.semantic_equal(existing, desired)
         self.changed = self.changed or file_changed or any(r['action'] != 'unchanged' for r in self.results)
-        store.save(desired if file_changed else None, self.params['backup'], final=True)
+        for created, _owned in unwritten:
+            store.clear_pending(created.name)
+        try:
+            store.save(desired if file_changed else None, self.params['backup'], final=True)
+        except (IOError, OSError) as exc:
+            if unwritten:
+                self.tokens.undo_creations(unwritten, exc)
+            raise
         return desired
+
+    def settle(self, persist):
+        """The run stops early: runners created ahead of the failure get their tokens written (or are deleted again
+        when that fails), and pending records whose request was never sent are dropped."""
+        self.store.drop_unsent()
+        try:
+            if self.unwritten:
+                persist()
+            else:
+                self.store.save()
+        except (IOError, OSError) as exc:
+            if self.unwritten:
+                self.tokens.undo_creations(self.unwritten, exc)
 
     def remove(self, runner, entry, record, entries, persist):
         """A runner declared absent: delete what a lost creation made, unregister it, drop its entry."""
@@ -354,12 +380,23 @@ class Reconciler:
                 if not self.check_mode:
                     self.unregister(ghost, entry, self.store.record(ghost.name).get('created'))
             except GitLabError as exc:
-                raise RunFailed(self.describe_error(ghost, exc), self.results)
+                self.settle(persist)
+                raise RunFailed(describe_error(ghost, exc, self.store.writes), self.results)
             entries.remove(entry)
             self.store.forget(ghost.name)
             persist()
             self.report(ghost.name, entry, 'removed', 'removed')
             self.server_change(ghost.name, entry.get('id'), {'id': int(entry.get('id') or 0)}, {})
+
+
+def describe_failure(runner, exc, store):
+    """The message of a run stopped at ``runner`` by ``exc``."""
+    if isinstance(exc, GitLabError):
+        return describe_error(runner, exc, store.writes)
+    if isinstance(exc, RunnerConfigError):
+        return to_native(exc)
+    return 'Runner {0!r}: could not write in {1} ({2}). Fix the directory, then run again.'.format(
+        runner.name, store.dir, exc.strerror or exc)
 
 
 def describe_error(runner, exc, writes):

@@ -58,6 +58,8 @@ class Store:
         self.backup_file = None
         self.writes = 0
         self.system_id_value = None
+        # Names whose pending record this run wrote ahead with journal_creations and whose request is not sent yet.
+        self.journaled = set()
 
     # -- loading -------------------------------------------------------------------------------------------------------
     def load_config(self, raw):
@@ -96,6 +98,9 @@ class Store:
         return set(int(r.get('id') or 0) for r in self.state['runners'].values())
 
     def pending(self, name):
+        """The creation of ``name`` an earlier run sent without keeping the answer (not one this run wrote ahead)."""
+        if name in self.journaled:
+            return None
         return self.state['pending'].get(name)
 
     def remember(self, name, runner_id, created, source=None):
@@ -132,22 +137,37 @@ class Store:
     def clear_pending(self, name):
         self.state['pending'].pop(name, None)
 
-    def journaled_create(self, name, description, runner_type, scope, send):
-        """Send a creation request with the pending-creation record written before it.
-
-        GitLab has no idempotency key for creations (docs/gitlab-api.md §1.2, §1.3): the record on disk before the
-        request lets the next run find a runner whose creation answer was lost (killed run, timeout, dropped
-        connection). The record is dropped again only when GitLab certainly created nothing.
-        """
-        self.claim()
-        self.state['pending'][name] = {
+    @staticmethod
+    def _pending_record(description, runner_type, scope):
+        return {
             'at': int(time.time()),
             'time': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
             'description': description,
             'runner_type': runner_type,
             'scope': scope,
         }
+
+    def journal_creations(self, creations):
+        """Record several creations as pending in one write, before any of their requests: ``creations`` is a list of
+        (name, description, runner_type, scope). Only for creations an API token can find again when their answer is
+        lost (tokens.Tokens.recover_pending): a record whose request was never sent then costs one listing, no orphan."""
+        for name, description, runner_type, scope in creations:
+            self.state['pending'][name] = self._pending_record(description, runner_type, scope)
+            self.journaled.add(name)
         self.save()
+
+    def journaled_create(self, name, description, runner_type, scope, send):
+        """Send a creation request with the pending-creation record written before it.
+
+        GitLab has no idempotency key for creations (docs/gitlab-api.md §1.2, §1.3): the record on disk before the
+        request lets the next run find a runner whose creation answer was lost (killed run, timeout, dropped
+        connection). The record is dropped again only when GitLab certainly created nothing. A record that
+        ``journal_creations`` wrote in this run is on disk already.
+        """
+        if name not in self.journaled:
+            self.state['pending'][name] = self._pending_record(description, runner_type, scope)
+            self.save()
+        self.journaled.discard(name)
         try:
             return send()
         except Exception as exc:
@@ -155,6 +175,12 @@ class Store:
                 self.clear_pending(name)
                 self.save()
             raise
+
+    def drop_unsent(self):
+        """Pending records of this run whose request was never sent (the run stopped before): GitLab made nothing."""
+        for name in list(self.journaled):
+            self.clear_pending(name)
+        self.journaled.clear()
 
     # -- writing -------------------------------------------------------------------------------------------------------
     def state_bytes(self):

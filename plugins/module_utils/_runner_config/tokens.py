@@ -98,12 +98,7 @@ class Tokens:
             data = self.create(runner, settings, lambda: api.register_legacy(runner.params['registration_token'], settings))
             token = self.ctx.secret(data.get('token'))
         else:
-            settings = runner.creation_settings()
-            settings['runner_type'] = runner.params['runner_type']
-            if runner.params.get('group_id') is not None:
-                settings['group_id'] = runner.params['group_id']
-            if runner.params.get('project_id') is not None:
-                settings['project_id'] = runner.params['project_id']
+            settings = self.user_runner_settings(runner)
             data = self.create(runner, settings, lambda: api.create_user_runner(runner.api_token, settings))
             token = self.ctx.secret(data.get('token'))
         if not token:
@@ -111,10 +106,44 @@ class Tokens:
                                     'GitLab.'.format(runner.name))
         return owned_fields(data.get('id'), token, data.get('token_expires_at'))
 
-    def create(self, runner, settings, send):
+    @staticmethod
+    def user_runner_settings(runner):
+        """The body of POST /user/runners for a runner created with runner_type and api_token (docs/gitlab-api.md §1.3)."""
+        settings = runner.creation_settings()
+        settings['runner_type'] = runner.params['runner_type']
+        if runner.params.get('group_id') is not None:
+            settings['group_id'] = runner.params['group_id']
+        if runner.params.get('project_id') is not None:
+            settings['project_id'] = runner.params['project_id']
+        return settings
+
+    @staticmethod
+    def pending_of(runner, settings):
+        """(name, description, runner_type, scope) of the journal record for a creation."""
         kind = settings.get('runner_type')
         scope = scope_path_for(kind, settings.get('group_id'), settings.get('project_id')) if kind else None
-        return self.store.journaled_create(runner.name, settings.get('description'), kind, scope, send)
+        return runner.name, settings.get('description'), kind, scope
+
+    def create(self, runner, settings, send):
+        return self.store.journaled_create(*self.pending_of(runner, settings), send=send)
+
+    def journal_creations(self, declared):
+        """Write ahead, in one host write, the pending records of every runner this run will create with an API token.
+
+        ``declared`` is a list of (runner, entry, record). A runner qualifies when it is present, has no token in
+        config.toml, no pending creation and no id this host knows (those take other paths), and is created with
+        runner_type and api_token, so that a lost answer is found again through the API. Returns their names: their
+        token writes can wait for the run's next write (see Reconciler.run), which saves one host call per runner.
+        """
+        if self.check_mode:
+            return set()
+        ahead = [self.pending_of(runner, self.user_runner_settings(runner)) for runner, entry, record in declared
+                 if runner.state == 'present' and runner.source == 'runner_type' and runner.api_token
+                 and not (entry or {}).get('token') and not self.store.pending(runner.name)
+                 and not int(record.get('id') or 0)]
+        if ahead:
+            self.store.journal_creations(ahead)
+        return set(item[0] for item in ahead)
 
     def recover_pending(self, runner, pending, adopt=True):
         """A creation whose answer was lost: adopt the runner GitLab made then, delete extra ones (docs/gitlab-api.md §1.8).
@@ -168,25 +197,37 @@ class Tokens:
             return None
         return self.owned(keep['id'], api.reset_token_by_id(runner.api_token, int(keep['id'])))
 
-    def undo_creation(self, runner, owned, exc):
-        """config.toml could not take the token of a runner just created: delete the runner again (docs/gitlab-api.md §1.5)."""
-        api = self.client(runner)
+    def undo_creations(self, created, exc):
+        """config.toml could not take the tokens of the runners just created (a list of (runner, owned)): delete them
+        again (docs/gitlab-api.md §1.5), so that GitLab keeps no runner this host does not know."""
         why = 'could not write {0} ({1})'.format(self.store.path, exc.strerror or exc)
-        try:
-            api.delete_by_token(owned['token'])
-        except GitLabError as err:
+        failed = []
+        for runner, owned in created:
+            try:
+                self.client(runner).delete_by_token(owned['token'])
+            except GitLabError as err:
+                failed.append((runner, owned, err))
+                continue
+            self.store.clear_pending(runner.name)
+        if failed:
+            runner, owned, err = failed[0]
             msg = ('Runner {0!r} was created in GitLab (id {1}) but the module {2}, and deleting it again failed too: {3}. '
                    'The next run with api_token finds and adopts it; otherwise delete runner {1} in GitLab. Make {4} '
                    'writable, then run again.'.format(runner.name, owned.get('id'), why, err.describe(), self.store.dir))
             raise RunFailed(msg, self.results)
-        self.store.clear_pending(runner.name)
         try:
             self.store.save()
         except (IOError, OSError):
             pass
-        raise RunFailed('Runner {0!r}: the module {1} after GitLab created the runner (id {2}), so it deleted that runner '
-                        'again (DELETE /api/v4/runners) and GitLab holds no runner this host does not know. Make {3} '
-                        'writable, then run again.'.format(runner.name, why, owned.get('id'), self.store.dir), self.results)
+        names = ', '.join(repr(runner.name) for runner, _owned in created)
+        ids = ', '.join(str(owned.get('id')) for _runner, owned in created)
+        if len(created) == 1:
+            raise RunFailed('Runner {0}: the module {1} after GitLab created the runner (id {2}), so it deleted that runner '
+                            'again (DELETE /api/v4/runners) and GitLab holds no runner this host does not know. Make {3} '
+                            'writable, then run again.'.format(names, why, ids, self.store.dir), self.results)
+        raise RunFailed('Runners {0}: the module {1} after GitLab created them (ids {2}), so it deleted them again (DELETE '
+                        '/api/v4/runners) and GitLab holds no runner this host does not know. Make {3} writable, then run '
+                        'again.'.format(names, why, ids, self.store.dir), self.results)
 
     def renewal(self, runner, entry):
         """New runner-owned fields when the token in config.toml expires soon (docs/gitlab-api.md §1.7,

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import secrets
 
 import pytest
@@ -53,6 +55,12 @@ class MemoryGitLab:
         self.calls.append('DELETE /runners/{0}'.format(runner_id))
         self.runners.pop(runner_id, None)
 
+    def delete_by_token(self, token):
+        self.calls.append('DELETE /runners')
+        for runner_id, runner in list(self.runners.items()):
+            if runner['token'] == token:
+                del self.runners[runner_id]
+
     def reset_token_by_id(self, api_token, runner_id):
         self.calls.append('POST /runners/{0}/reset_authentication_token'.format(runner_id))
         self.runners[runner_id]['token'] = 'glrt-' + secrets.token_urlsafe(20)
@@ -90,11 +98,11 @@ def params_for(*runners, **top):
     return params
 
 
-def converge(tmp_path, gitlab, params, check_mode=False):
+def converge(tmp_path, gitlab, params, check_mode=False, store_class=LocalStore):
     directory = tmp_path / 'conf'
     directory.mkdir(mode=0o700, exist_ok=True)
     ctx = Ctx(check_mode)
-    store = LocalStore(str(directory / 'config.toml'), check_mode, ctx.secret)
+    store = store_class(str(directory / 'config.toml'), check_mode, ctx.secret)
     runners = model.Validator(params, ctx.secret, lambda name, **where: None).runners()
     raw, existing, _changed = store.open()
     rec = reconcile.Reconciler(ctx, params, runners, store)
@@ -178,6 +186,93 @@ def test_gitlab_errors_become_one_sentence_with_the_fix(tmp_path):
         "Could not create runner 'build': GitLab answered 403 (403 Forbidden - Insufficient permissions) for POST "
         "/api/v4/user/runners. The token lacks a scope or role: creating needs create_runner, reading/updating/deleting "
         "needs manage_runner (or api), and the owner role of the group or project. config.toml was left unchanged.")
+
+
+class CountingStore(LocalStore):
+    """A LocalStore that counts its writes (each one a host call when the GitLab side runs on the controller) and can
+    fail the one numbered ``fail_at``."""
+
+    fail_at = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.puts = []
+
+    def _put(self, config, state, backup, final=False):
+        self.puts.append((config is not None, final))
+        if len(self.puts) == self.fail_at:
+            raise OSError(errno.EROFS, 'Read-only file system')
+        super()._put(config, state, backup, final)
+
+
+def three_runners():
+    return params_for(*[dict(PROJECT_RUNNER, name=name) for name in ('a', 'b', 'c')])
+
+
+def on_disk(store):
+    with open(store.files.state_path) as handle:
+        journal = json.load(handle)
+    with open(store.path, 'rb') as handle:
+        config = config_toml.parse(handle.read())
+    return journal, config
+
+
+def test_creations_with_an_api_token_are_journaled_ahead_in_one_write_and_their_tokens_in_another(tmp_path):
+    gitlab = MemoryGitLab()
+    create = gitlab.create_user_runner
+    seen = []
+
+    def create_checked(api_token, settings):
+        with open(str(tmp_path / 'conf' / '.dood_gitlab_runner.json')) as handle:
+            seen.append(sorted(json.load(handle)['pending']))
+        return create(api_token, settings)
+
+    gitlab.create_user_runner = create_checked
+    rec, _desired, store = converge(tmp_path, gitlab, three_runners(), store_class=CountingStore)
+    assert [r['action'] for r in rec.results] == ['created'] * 3
+    assert seen == [['a', 'b', 'c']] * 3, 'every pending record is on disk before the first request'
+    assert store.puts == [(False, False), (True, True)], 'one journal write ahead, then the final write'
+    journal, config = on_disk(store)
+    assert 'pending' not in journal
+    assert [e['token'] for e in config['runners']] == [gitlab.runners[i]['token'] for i in (1, 2, 3)]
+
+
+def test_a_refused_creation_keeps_the_runners_made_before_it_and_drops_the_unsent_records(tmp_path):
+    gitlab = MemoryGitLab()
+    create = gitlab.create_user_runner
+
+    def refuse_b(api_token, settings):
+        if settings['description'] == 'b':
+            raise GitLabError('POST', '/user/runners', 403, '403 Forbidden - Insufficient permissions')
+        return create(api_token, settings)
+
+    gitlab.create_user_runner = refuse_b
+    with pytest.raises(reconcile.RunFailed) as failure:
+        converge(tmp_path, gitlab, three_runners(), store_class=CountingStore)
+    assert failure.value.msg.startswith("Could not create runner 'b': GitLab answered 403")
+    assert failure.value.msg.endswith('config.toml keeps what this run did before the failure; the next run continues '
+                                      'from there.')
+    journal, config = on_disk(LocalStore(str(tmp_path / 'conf' / 'config.toml')))
+    assert 'pending' not in journal, 'b was refused for sure and c was never sent'
+    assert [(e['name'], e['token']) for e in config['runners']] == [('a', gitlab.runners[1]['token'])]
+    gitlab.create_user_runner = create
+    gitlab.calls = []
+    rec, _desired, _store = converge(tmp_path, gitlab, three_runners())
+    assert [r['action'] for r in rec.results] == ['unchanged', 'created', 'created']
+    assert gitlab.calls.count('POST /user/runners') == 2 and len(gitlab.runners) == 3
+
+
+def test_a_final_write_that_fails_deletes_every_runner_it_would_have_kept(tmp_path):
+    gitlab = MemoryGitLab()
+    CountingStore.fail_at = 2
+    try:
+        with pytest.raises(reconcile.RunFailed) as failure:
+            converge(tmp_path, gitlab, three_runners(), store_class=CountingStore)
+    finally:
+        CountingStore.fail_at = None
+    assert failure.value.msg.startswith("Runners 'a', 'b', 'c': the module could not write ")
+    assert 'after GitLab created them (ids 1, 2, 3), so it deleted them again' in failure.value.msg
+    assert gitlab.runners == {} and gitlab.calls.count('DELETE /runners') == 3
 
 
 def test_doing_names_the_call():
