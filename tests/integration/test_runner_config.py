@@ -106,6 +106,8 @@ def test_api_token_flow_ladder_and_noop_cost(gitlab, host):
         assert entry['token'].startswith('glrt-')
         assert sha(entry['token']) == by_desc[entry['name']]['token_sha256']
     assert dict((r['name'], r['id']) for r in apply1.task['runners']) == dict((e['name'], e['id']) for e in cfg['runners'])
+    # The host calls of the first converge: the read, both pending creations in one write, both tokens in the last one.
+    assert apply1.task['host_calls'] == 3
 
     # A no-op re-run: no write request, at most one request per runner; the file is untouched.
     before = host.raw()
