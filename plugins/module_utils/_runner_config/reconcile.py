@@ -260,13 +260,12 @@ class Reconciler:
 
         # Created with an API token and journaled ahead: their tokens wait for the run's next write (see persist).
         ahead = self.tokens.journal_creations([(r, by_name.get(r.name), store.record(r.name)) for r in self.runners])
-        unwritten = self.unwritten
 
         def persist():
-            for created, _owned in unwritten:
+            for created, _owned in self.unwritten:
                 store.clear_pending(created.name)
             store.save(whole_file(settings, config['runners']), self.params['backup'])
-            del unwritten[:]
+            del self.unwritten[:]
 
         for runner in self.runners:
             entry = by_name.get(runner.name)
@@ -297,14 +296,14 @@ class Reconciler:
             if action == 'created' and runner.name in ahead:
                 # Its pending record is on disk and the API token finds the runner again if the run dies before the
                 # next write, so its token goes with that write: one host call for all of them, not one each.
-                unwritten.append((runner, owned))
+                self.unwritten.append((runner, owned))
             elif action in ('created', 'recreated', 'adopted', 'verified') or new_token:
                 store.clear_pending(runner.name)
                 try:
                     persist()
                 except (IOError, OSError) as exc:
                     if action in ('created', 'recreated') and runner.source != 'token':
-                        self.tokens.undo_creations(unwritten + [(runner, owned)], exc)
+                        self.tokens.undo_creations(self.unwritten + [(runner, owned)], exc)
                     raise RunFailed('Runner {0!r} (id {1}) got a new token from GitLab, but the module could not write {2} '
                                     '({3}). Make {4} writable and run again; with api_token the next run resets the token by '
                                     'id once more.'.format(runner.name, new_entry.get('id'), store.path, exc.strerror or exc,
@@ -326,13 +325,13 @@ class Reconciler:
         desired = whole_file(settings, config['runners'])
         file_changed = raw is None or not config_toml.semantic_equal(existing, desired)
         self.changed = self.changed or file_changed or any(r['action'] != 'unchanged' for r in self.results)
-        for created, _owned in unwritten:
+        for created, _owned in self.unwritten:
             store.clear_pending(created.name)
         try:
             store.save(desired if file_changed else None, self.params['backup'], final=True)
         except (IOError, OSError) as exc:
-            if unwritten:
-                self.tokens.undo_creations(unwritten, exc)
+            if self.unwritten:
+                self.tokens.undo_creations(self.unwritten, exc)
             raise
         return desired
 
