@@ -154,3 +154,41 @@ def test_values_gitlab_runner_cannot_load_are_refused(gitlab, tmp_path, ansible_
     assert wrong_ones == []
     for secret in [pat, token] + hidden + ['12345678']:
         assert secret not in proc.stdout + proc.stderr
+
+
+def test_a_version_without_key_tables_is_checked_against_a_known_release_with_a_note(gitlab, tmp_path, ansible_env):
+    """runner_version the collection has no key tables for: a version between two releases is checked against the one
+    before it (a key that came later is refused), a newer one or a tag that is no version number against the newest;
+    each run says which release it used."""
+    pat = gitlab.new_user(admin=True)
+    cases = {
+        'between_releases': ('v18.11.0', "gitlab-runner 18.11.0 is not a version the collection has key tables for; "
+                                         "values were checked against 18.10.1, the nearest known release before it."),
+        'newer_than_all': ('alpine-v20.1.0', "gitlab-runner 20.1.0 is not a version the collection has key tables for; "
+                                             "values were checked against 19.3.0, the nearest known release before it."),
+        'not_a_number': ('latest', "gitlab-runner version 'latest' is not a release number; values were checked against "
+                                   "19.3.0, the newest release the collection knows."),
+        'known_release': ('v19.3.0', None),
+    }
+    tasks = []
+    for case_id, (version, _note) in cases.items():
+        directory = tmp_path / case_id
+        directory.mkdir(mode=0o700)
+        args = {'path': str(directory / 'config.toml'), 'api_url': gitlab.url, 'api_token': pat, 'allow_http': True,
+                'runner_version': version, 'runners': [runner(docker={'pid_mode': 'host'})]}
+        tasks.append({'name': case_id, 'dood.gitlab_runner.runner_config': args, 'ignore_errors': True,
+                      'check_mode': True})
+    results, _proc = run_playbook(ansible_env, tmp_path, tasks)
+    for case_id, (_version, note) in cases.items():
+        result = results[case_id]
+        warnings = result.get('warnings', [])
+        if note is None:
+            assert not any('key tables' in w or 'release number' in w for w in warnings), warnings
+        else:
+            assert note in warnings, (case_id, warnings)
+    # pid_mode came with 19.3.0: refused for a version checked against 18.10.1, accepted against 19.3.0.
+    assert results['between_releases'].get('failed') and results['between_releases']['msg'] == newer('docker.pid_mode')
+    for case_id in ('newer_than_all', 'not_a_number', 'known_release'):
+        assert not results[case_id].get('failed'), (case_id, results[case_id].get('msg'))
+        assert results[case_id]['runners'][0]['action'] == 'created'
+    assert [r for r in gitlab.requests() if r['method'] != 'GET' and r['path'].startswith('/api/v4')] == []
