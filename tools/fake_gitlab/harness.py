@@ -63,7 +63,10 @@ class FakeGitLabProcess:
     def start(self):
         self._tmpdir = tempfile.mkdtemp(prefix="fake-gitlab-")
         port_file = os.path.join(self._tmpdir, "port")
-        cmd = [self.python, SERVER, "--host", "127.0.0.1", "--port", "0", "--port-file", port_file]
+        # --parent-pid: a test process that ends without running stop() (ansible-test runs each unit test in a forked
+        # child, which never reaches a module fixture's teardown) takes its server with it.
+        cmd = [self.python, SERVER, "--host", "127.0.0.1", "--port", "0", "--port-file", port_file,
+               "--parent-pid", str(os.getpid())]
         if self.quiet:
             cmd.append("--quiet")
         if self.tls_cert:

@@ -278,6 +278,18 @@ def build_server(host="127.0.0.1", port=0, seed=None, tls_cert=None, tls_key=Non
     return Server((host, port), app, max_threads=max_threads, tls_context=context, quiet=quiet)
 
 
+def watch_parent(server, parent, interval=0.5):
+    """Shut the server down once ``parent`` is no longer its parent process: it ended, and the server was re-parented
+    (also when that happened before the server got here). A test process that ends without its teardown, such as a
+    forked pytest worker, leaves no server behind."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        server.shutdown()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Fake GitLab runner REST API server for tests.")
     parser.add_argument("--host", default="127.0.0.1")
@@ -288,6 +300,9 @@ def main(argv=None):
     parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
     parser.add_argument("--max-threads", type=int, default=32)
     parser.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
+    parser.add_argument("--parent-pid", type=int,
+                        help="stop when process PID, which started the server, ends (test harnesses whose teardown may "
+                             "not run)")
     args = parser.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
@@ -303,6 +318,8 @@ def main(argv=None):
             handle.write(str(port))
         os.replace(tmp, args.port_file)
     sys.stderr.write("fake-gitlab: listening on %s://%s:%d\n" % ("https" if server.tls else "http", args.host, port))
+    if args.parent_pid:
+        watch_parent(server, args.parent_pid)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -859,3 +860,38 @@ def test_command_lines_run_on_the_standard_library_alone(tmp_path, form):
             proc.terminate()
             proc.wait(timeout=5)
         assert b"listening on http://127.0.0.1:%d" % port in proc.stdout.read()
+
+
+def process_ended(pid):
+    """True once ``pid`` has exited (gone, or a zombie its new parent has not reaped yet)."""
+    try:
+        with open("/proc/%d/status" % pid, encoding="utf-8") as handle:
+            return any(line.startswith("State:") and "Z" in line.split()[1] for line in handle)
+    except FileNotFoundError:
+        return True
+
+
+def test_server_started_with_parent_pid_ends_with_its_parent(tmp_path):
+    """The harness starts the server with --parent-pid: when the process that started it ends without stopping it
+    (a forked test worker), the server does not outlive it."""
+    python = os.environ.get("FAKE_GITLAB_PYTHON") or sys.executable
+    port_file = str(tmp_path / "port")
+    launcher = ("import os, subprocess, sys; "
+                "proc = subprocess.Popen([sys.argv[1], sys.argv[2], '--port', '0', '--port-file', sys.argv[3], "
+                "'--parent-pid', str(os.getpid()), '--quiet'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+                "print(proc.pid)")
+    out = subprocess.run([python, "-c", launcher, python, harness.SERVER, port_file], check=True, capture_output=True,
+                         text=True, timeout=30)
+    pid = int(out.stdout)
+    try:
+        deadline = time.time() + 15
+        while not os.path.exists(port_file) and time.time() < deadline:
+            time.sleep(0.02)
+        assert os.path.exists(port_file), "the server did not start"
+        deadline = time.time() + 10
+        while not process_ended(pid) and time.time() < deadline:
+            time.sleep(0.05)
+        assert process_ended(pid), "the server outlived the process that started it"
+    finally:
+        if not process_ended(pid):
+            os.kill(pid, signal.SIGKILL)
